@@ -1,0 +1,34 @@
+# Everything a fresh machine with Python 3.11 needs: `make demo`, `make test`.
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: demo test lint bench-sweep bench-dispatch clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+demo: $(VENV)/.synced
+	$(VENV)/bin/milepost demo
+
+test: $(VENV)/.synced
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench-sweep: $(VENV)/.synced
+	$(VENV)/bin/python bench/sweep.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) milepost.db* demo-output

@@ -1,0 +1,1 @@
+"""Fakes of outside services (Twilio), for tests, demos and benchmarks."""

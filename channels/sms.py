@@ -1,0 +1,190 @@
+"""SMS through Twilio's official SDK: one create call per message, errors mapped to retry or not.
+
+Sending is not idempotent: once the request may have reached Twilio (a read timeout, a lost
+connection, a 5xx) the message may be on its way, so that raises DeliveryUncertain, never a
+retry. Only a refused connection (nothing was sent), 429 and 401 are worth trying again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from sqlalchemy import Engine
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
+from urllib3.util.ssl_match_hostname import CertificateError
+
+from channels.base import ChannelError, DeliveryUncertain, Message, Receipt
+from channels.privacy import mask_phone, mask_text
+
+log = logging.getLogger("milepost.channels.sms")
+# The SDK logs ~10 INFO lines per request (URL, headers); keep them for debugging only.
+http_log = logging.getLogger("milepost.channels.sms.http")
+http_log.setLevel(logging.WARNING)
+
+OPTED_OUT_CODE = "21610"  # the recipient replied STOP: record the opt-out, never retry
+INVALID_NUMBER_CODE = "21211"
+TOO_MANY_REQUESTS_CODE = "20429"
+MAX_VALIDITY_S = 36000  # Twilio accepts 1..36000 seconds
+_BASE_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
+_BEFORE_SENDING = (
+    requests.ConnectTimeout,
+    requests.exceptions.ProxyError,
+    NewConnectionError,  # refused, unreachable, DNS
+    ssl.SSLCertVerificationError,
+    CertificateError,
+)
+
+
+class TimeoutHttpClient(TwilioHttpClient):
+    """TwilioHttpClient with a timeout, no retries, and optionally another API base URL."""
+
+    def __init__(self, timeout: float, api_base: str | None = None, pool_size: int = 32) -> None:
+        super().__init__(timeout=timeout, logger=http_log)
+        self.api_base = api_base.rstrip("/") if api_base else None
+        # No automatic retries: a retried POST could create a second message.
+        adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        """Send to ``api_base`` instead of any *.twilio.com host when one is configured."""
+        parts = urlsplit(url)
+        if self.api_base and (parts.hostname or "").endswith("twilio.com"):
+            url = self.api_base + parts.path + (f"?{parts.query}" if parts.query else "")
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioSMSChannel:
+    """Sends each message with one Messages.create call; the Twilio message SID is the receipt."""
+
+    name = "sms"
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        sender: str | None = None,
+        messaging_service_sid: str | None = None,
+        validity_s: int = 4 * 3600,
+        public_base_url: str | None = None,
+    ) -> None:
+        if not sender and not messaging_service_sid:
+            raise ValueError("set MILEPOST_TWILIO_FROM or MILEPOST_TWILIO_MESSAGING_SERVICE_SID")
+        if not 1 <= validity_s <= MAX_VALIDITY_S:
+            raise ValueError(f"MILEPOST_SMS_VALIDITY_S must be 1..{MAX_VALIDITY_S} seconds")
+        if public_base_url and not _BASE_URL.fullmatch(public_base_url):
+            raise ValueError("MILEPOST_PUBLIC_BASE_URL must be an http(s):// URL")
+        self.client = client
+        self.sender = sender
+        self.messaging_service_sid = messaging_service_sid
+        self.validity_s = validity_s
+        base = public_base_url.rstrip("/") if public_base_url else None
+        self.status_callback = f"{base}/twilio/status" if base else None
+
+    @classmethod
+    def from_settings(cls, settings: Any, engine: Engine) -> TwilioSMSChannel:
+        """The channel configured by the MILEPOST_TWILIO_* settings."""
+        if not settings.twilio_auth_token:
+            raise ValueError("MILEPOST_TWILIO_AUTH_TOKEN is unset")
+        api_base = settings.twilio_api_base
+        if api_base and not _BASE_URL.fullmatch(api_base):
+            raise ValueError("MILEPOST_TWILIO_API_BASE must be like http://127.0.0.1:8099")
+        if settings.twilio_timeout_s <= 0:
+            raise ValueError("MILEPOST_TWILIO_TIMEOUT_S must be more than 0")
+        http = TimeoutHttpClient(settings.twilio_timeout_s, api_base)
+        client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http)
+        return cls(
+            client,
+            sender=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            validity_s=settings.sms_validity_s,
+            public_base_url=settings.public_base_url,
+        )
+
+    def send(self, message: Message) -> Receipt:
+        """Ask Twilio to send ``message``; raises ChannelError or DeliveryUncertain."""
+        options: dict[str, Any] = {"validity_period": self.validity_s}
+        if self.messaging_service_sid:  # the service picks the sender from its pool
+            options["messaging_service_sid"] = self.messaging_service_sid
+        else:
+            options["from_"] = self.sender
+        if self.status_callback:
+            options["status_callback"] = self.status_callback
+        who = mask_phone(message.recipient)
+        try:
+            created = self.client.messages.create(
+                to=message.recipient, body=message.body, **options
+            )
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise self._failed(message, _rejected(exc, message.recipient, who)) from exc
+        except requests.RequestException as exc:
+            raise self._failed(message, _network(exc, who)) from exc
+        except ValueError as exc:  # a 2xx whose body is not the JSON expected: it was accepted
+            why = f"unreadable answer from Twilio for {who}: {type(exc).__name__}"
+            raise self._failed(message, DeliveryUncertain(why, code="twilio-answer")) from exc
+        log.info("sms %s to %s: queued as %s", message.delivery_id, who, created.sid)
+        return Receipt(provider_id=created.sid, status="sent")
+
+    def _failed(self, message: Message, error: ChannelError) -> ChannelError:
+        level = logging.WARNING if isinstance(error, DeliveryUncertain) else logging.INFO
+        log.log(level, "sms %s: %s", message.delivery_id, error)
+        return error
+
+
+def _rejected(exc: Exception, recipient: str, who: str) -> ChannelError:
+    """The ChannelError for an HTTP error answer from Twilio."""
+    status = int(getattr(exc, "status", 0) or 0)
+    code = str(getattr(exc, "code", None) or status)
+    said = mask_text(str(getattr(exc, "msg", None) or getattr(exc, "detail", None) or ""))
+    said = said.replace(recipient, who)
+    if code == OPTED_OUT_CODE:
+        why = f"{who} has opted out of SMS (replied STOP): record the opt-out, do not retry"
+        return ChannelError(why, permanent=True, code=code)
+    if status == 429 or code == TOO_MANY_REQUESTS_CODE:
+        return ChannelError(f"Twilio rate limit, retry later: {said}"[:200], code=code)
+    if status >= 500:
+        why = f"Twilio answered {status}, the message may have gone out: {said}"
+        return DeliveryUncertain(why[:200], code=code)
+    if status == 401:  # our credentials, not this message: retry once the operator fixes them
+        hint = "check MILEPOST_TWILIO_ACCOUNT_SID and MILEPOST_TWILIO_AUTH_TOKEN"
+        return ChannelError(f"Twilio refused the credentials; {hint}", code=code)
+    return ChannelError(
+        f"Twilio rejected the SMS ({status}): {said}"[:200], permanent=True, code=code
+    )
+
+
+def _network(exc: requests.RequestException, who: str) -> ChannelError:
+    """Transient if the request never left; DeliveryUncertain once Twilio may have it."""
+    if _not_sent(exc):
+        return ChannelError(f"Twilio unreachable: {type(exc).__name__}", code="twilio-connect")
+    if isinstance(exc, requests.Timeout):
+        why = f"no answer from Twilio in time for {who}; the message may have gone out"
+        return DeliveryUncertain(why, code="twilio-timeout")
+    why = f"connection to Twilio lost ({type(exc).__name__}) for {who}; it may have gone out"
+    return DeliveryUncertain(why, code="twilio-connection-lost")
+
+
+def _not_sent(exc: BaseException) -> bool:
+    # Refused, DNS, connect timeout, proxy, a certificate Milepost does not trust: all happen
+    # before a byte of the request leaves. Any other TLS error (an EOF mid-answer looks the
+    # same as one mid-handshake) or lost connection may come after Twilio has the message.
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        err = todo.pop()
+        if not isinstance(err, BaseException) or err in seen:
+            continue
+        if isinstance(err, _BEFORE_SENDING):
+            return True
+        seen.append(err)
+        todo += [*err.args, getattr(err, "reason", None), err.__cause__, err.__context__]
+    return False

@@ -1,0 +1,58 @@
+"""Odometer readings never go down: a visit's reading against the vehicle's others, by day."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from sqlalchemy import Connection, select
+
+from crm.models import ServiceVisit
+
+SV = ServiceVisit.__table__
+
+
+class OdometerHistory:
+    """The readings of the vehicles an import touches: the database's plus those accepted so far.
+
+    Readings on the same day are not ordered against each other (a DMS keeps no time of day);
+    a reading must be no lower than any earlier day's and no higher than any later day's.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._readings: dict[int, dict[str, tuple[date, int]]] = {}  # vehicle -> order -> reading
+
+    def load(self, vehicle_ids: Iterable[int]) -> None:
+        """Fetch the stored readings of vehicles not seen before, in one query."""
+        missing = {v for v in vehicle_ids if v not in self._readings}
+        if not missing:
+            return
+        for vehicle_id in missing:
+            self._readings[vehicle_id] = {}
+        query = select(SV.c.vehicle_id, SV.c.order_no, SV.c.day, SV.c.odometer_km).where(
+            SV.c.vehicle_id.in_(missing)
+        )
+        for vehicle_id, order_no, day, km in self._conn.execute(query):
+            self._readings[vehicle_id][order_no] = (day, km)
+
+    def conflict(self, vehicle_id: int, order_no: str, day: date, km: int) -> str | None:
+        """Why this reading contradicts another one of the vehicle, or None."""
+        for other, (other_day, other_km) in self._readings[vehicle_id].items():
+            if other == order_no:
+                continue  # the row being replaced
+            if other_day < day and other_km > km:
+                return (
+                    f"odometer {km} km on {day} is lower than {other_km} km"
+                    f" on {other_day} (order {other})"
+                )
+            if other_day > day and other_km < km:
+                return (
+                    f"odometer {km} km on {day} is higher than {other_km} km"
+                    f" on the later {other_day} (order {other})"
+                )
+        return None
+
+    def accept(self, vehicle_id: int, order_no: str, day: date, km: int) -> None:
+        """Record an accepted reading, so later rows are checked against it."""
+        self._readings[vehicle_id][order_no] = (day, km)

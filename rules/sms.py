@@ -1,0 +1,75 @@
+"""Fit a text to SMS: choose GSM-7 or UCS-2 and count the segments a provider will bill.
+
+Decisions: typographic punctuation is replaced by ASCII only when the whole text then fits
+GSM-7 in no more segments than UCS-2 would need. An empty text is one segment (a message
+always takes at least one PDU; the template store refuses empty SMS bodies anyway). A
+concatenated message never splits an extension character's escape pair or a UTF-16 surrogate
+pair across two segments, as handsets and providers do, so the count can exceed a plain
+ceil(length / 153).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+# GSM 03.38 default alphabet (the escape 0x1B itself is not a character) ...
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+# ... and its extension table: each costs two septets (escape + character).
+GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+SINGLE = {"GSM-7": 160, "UCS-2": 70}  # septets / UTF-16 code units in a lone message
+PART = {"GSM-7": 153, "UCS-2": 67}  # per part once concatenated (the header takes the rest)
+
+_ASCII_LOOKALIKES = str.maketrans(
+    {
+        **dict.fromkeys("‘’‚‛′`´", "'"),
+        **dict.fromkeys("“”„‟″«»", '"'),
+        **dict.fromkeys("‐‑‒–—―−", "-"),
+        **dict.fromkeys("\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f", " "),
+        "…": "...",
+        "\t": " ",
+        "\u200b": "",
+        "\ufeff": "",
+    }
+)
+
+
+def is_gsm7(text: str) -> bool:
+    """Every character of ``text`` is in the GSM-7 basic set or its extension table."""
+    return all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
+
+
+def _widths(text: str, encoding: Encoding) -> list[int]:
+    if encoding == "GSM-7":
+        return [2 if c in GSM_EXTENSION else 1 for c in text]
+    return [2 if ord(c) > 0xFFFF else 1 for c in text]
+
+
+def count_segments(text: str, encoding: Encoding) -> int:
+    """Segments needed for ``text`` in ``encoding``, never splitting a character."""
+    widths = _widths(text, encoding)
+    if sum(widths) <= SINGLE[encoding]:
+        return 1
+    limit, segments, used = PART[encoding], 1, 0
+    for width in widths:
+        if used + width > limit:
+            segments, used = segments + 1, 0
+        used += width
+    return segments
+
+
+def fit(text: str) -> tuple[str, Encoding, int]:
+    """(text, encoding, segments); typographic punctuation becomes ASCII if that makes it GSM-7."""
+    if is_gsm7(text):
+        return text, "GSM-7", count_segments(text, "GSM-7")
+    as_is = count_segments(text, "UCS-2")
+    plain = text.translate(_ASCII_LOOKALIKES)
+    # "…" becomes three septets: keep UCS-2 in the rare case that is cheaper.
+    if is_gsm7(plain) and (segments := count_segments(plain, "GSM-7")) <= as_is:
+        return plain, "GSM-7", segments
+    return text, "UCS-2", as_is
