@@ -84,8 +84,9 @@ def main() -> None:
         read_s += time.perf_counter() - t
         t = time.perf_counter()
         all_facts = [
-            derive(r, as_of, tz=rt.settings.tz, holidays=rt.holidays,
-                   km_per_day=rt.settings.km_per_day)
+            derive(
+                r, as_of, tz=rt.settings.tz, holidays=rt.holidays, km_per_day=rt.settings.km_per_day
+            )
             for r in records
         ]
         facts_s += time.perf_counter() - t
@@ -120,11 +121,17 @@ def main() -> None:
     }
     print(f"read rows alone          {vehicles / read_s:>10,.0f} vehicles/s")
     print(f"facts alone              {vehicles / facts_s:>10,.0f} vehicles/s")
-    print(f"facts -> matches         {figures['rules_per_s']:>10,} vehicles/s ({matches:,} matches)")
-    print(f"facts -> Python baseline {figures['baseline_per_s']:>10,} vehicles/s "
-          f"({base_matches:,} matches)")
-    print(f"end to end (1 thread)    {figures['vehicles_per_s']:>10,} vehicles/s "
-          f"({e2e_s:.1f} s, {rows:,} ledger rows and their deliveries)")
+    print(
+        f"facts -> matches         {figures['rules_per_s']:>10,} vehicles/s ({matches:,} matches)"
+    )
+    print(
+        f"facts -> Python baseline {figures['baseline_per_s']:>10,} vehicles/s "
+        f"({base_matches:,} matches)"
+    )
+    print(
+        f"end to end (1 thread)    {figures['vehicles_per_s']:>10,} vehicles/s "
+        f"({e2e_s:.1f} s, {rows:,} ledger rows and their deliveries)"
+    )
     print(f"peak RSS                 {figures['peak_rss_mb']:>10} MB")
     print(json.dumps(figures))
 

@@ -15,7 +15,10 @@ log = logging.getLogger("milepost.channels")
 
 # name -> (import path, what must be configured for it to be used instead of the outbox)
 ADAPTERS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "sms": ("channels.sms:TwilioSMSChannel", lambda s: bool(getattr(s, "twilio_account_sid", None))),
+    "sms": (
+        "channels.sms:TwilioSMSChannel",
+        lambda s: bool(getattr(s, "twilio_account_sid", None)),
+    ),
     "email": ("channels.email:SMTPEmailChannel", lambda s: bool(getattr(s, "smtp_url", None))),
     "call": ("channels.call:CallListChannel", lambda s: True),
 }

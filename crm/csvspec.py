@@ -17,9 +17,10 @@ from crm.models import (
     Membership,
     ServiceVisit,
     Vehicle,
+    table,
 )
 
-CUSTOMERS, VEHICLES = Customer.__table__, Vehicle.__table__
+CUSTOMERS, VEHICLES = table(Customer), table(Vehicle)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ class Entity:
 
 def _not_before(later: str, earlier: str) -> RowCheck:
     def check(row: dict[str, Any]) -> str | None:
-        if row.get(later) is not None and row.get(earlier) is not None:
-            if row[later] < row[earlier]:
-                return f"{later} {row[later]} is before {earlier} {row[earlier]}"
+        first, then = row.get(earlier), row.get(later)
+        if first is not None and then is not None and then < first:
+            return f"{later} {then} is before {earlier} {first}"
         return None
 
     return check
@@ -112,7 +113,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "memberships",
-        Membership.__table__,
+        table(Membership),
         (
             customer_code,
             Field(
@@ -150,15 +151,27 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "service_visits",
-        ServiceVisit.__table__,
+        table(ServiceVisit),
         (
             Field("order_no", f.text(40), "repair order number (natural key)", True),
             vin_ref,
             Field("day", f.day, "YYYY-MM-DD", True),
-            Field("odometer_km", f.integer(0, 3_000_000), "never lower than an earlier visit's", True),
-            Field("kind", f.choice("first", "periodic", "repair"), "`first`, `periodic` or `repair`", True),
+            Field(
+                "odometer_km", f.integer(0, 3_000_000), "never lower than an earlier visit's", True
+            ),
+            Field(
+                "kind",
+                f.choice("first", "periodic", "repair"),
+                "`first`, `periodic` or `repair`",
+                True,
+            ),
             Field("amount", f.amount, "invoice total in yuan (default 0)", default=0.0),
-            Field("declined_items", f.integer(0, 100), "work the customer declined (default 0)", default=0),
+            Field(
+                "declined_items",
+                f.integer(0, 100),
+                "work the customer declined (default 0)",
+                default=0,
+            ),
             Field("satisfaction", f.integer(1, 5), "survey score 1–5"),
         ),
         key=("order_no",),
@@ -166,7 +179,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "appointments",
-        Appointment.__table__,
+        table(Appointment),
         (
             Field("ref", f.text(40), "booking reference (natural key)", True),
             vin_ref,
@@ -183,7 +196,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "complaints",
-        Complaint.__table__,
+        table(Complaint),
         (
             Field("ref", f.text(40), "complaint number (natural key)", True),
             customer_code,
@@ -197,7 +210,7 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "consents",
-        Consent.__table__,
+        table(Consent),
         (
             customer_code,
             Field("channel", f.choice("sms", "email", "call"), "`sms`, `email` or `call`", True),

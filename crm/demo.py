@@ -26,7 +26,6 @@ CHUNK_VEHICLES = 10_000
 BULK_CACHE_KIB = 64 * 1024
 
 
-
 @dataclass(frozen=True)
 class DemoStats:
     """How many rows of each kind the demo made."""
@@ -40,7 +39,9 @@ class DemoStats:
     consents: int
 
     def __str__(self) -> str:
-        return ", ".join(f"{getattr(self, f.name):,} {f.name.replace('_', ' ')}" for f in fields(self))
+        return ", ".join(
+            f"{getattr(self, f.name):,} {f.name.replace('_', ' ')}" for f in fields(self)
+        )
 
 
 def generate(

@@ -20,12 +20,47 @@ DISTRICTS = ("浦东新区", "徐汇区", "闵行区", "静安区", "嘉定区",
 AGENCIES = ("城市管理局", "市场监督管理局", "教育局", "卫生健康委员会", "交通委员会", "街道办事处")
 # Reserved for examples (RFC 2606): a demo must never e-mail a real mailbox.
 EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
-MOBILE_PREFIXES = (
-    "130 131 132 133 135 136 137 138 139 150 151 152 155 156 157 158 159"
-    " 166 176 177 180 181 182 183 185 186 187 188 189 198 199"
-).split()
+MOBILE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "133",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "155",
+    "156",
+    "157",
+    "158",
+    "159",
+    "166",
+    "176",
+    "177",
+    "180",
+    "181",
+    "182",
+    "183",
+    "185",
+    "186",
+    "187",
+    "188",
+    "189",
+    "198",
+    "199",
+]
 COMPLAINTS = {
-    "zh": ("保养等待时间过长", "维修后异响仍未解决", "服务顾问未按约定回电", "配件到货延迟", "收费明细不清楚"),
+    "zh": (
+        "保养等待时间过长",
+        "维修后异响仍未解决",
+        "服务顾问未按约定回电",
+        "配件到货延迟",
+        "收费明细不清楚",
+    ),
     "en": (
         "Waited too long for the service",
         "Noise still there after the repair",
@@ -78,20 +113,67 @@ MODELS = {
 
 # Per segment, model keys repeated by how often the segment buys them.
 SEGMENT_MODELS = {
-    "private": (
-        "qin qin qin song song han dolphin dolphin emgrand emgrand xingyue cs75 h6 h6 tiggo"
-        " lavida lavida sagitar corolla corolla camry civic accord sylphy sylphy model3"
-        " modely modely miniev miniev bmw5 benz-e"
-    ).split(),
-    "corporate": "gl8 gl8 gl8 passat passat camry accord benz-e bmw5 a6l modely han".split(),
-    "government": "hongqi hongqi hongqi a6l a6l passat sagitar gl8 han".split(),
-    "taxi": "santana santana lavida sylphy corolla qin qin emgrand".split(),
+    "private": [
+        "qin",
+        "qin",
+        "qin",
+        "song",
+        "song",
+        "han",
+        "dolphin",
+        "dolphin",
+        "emgrand",
+        "emgrand",
+        "xingyue",
+        "cs75",
+        "h6",
+        "h6",
+        "tiggo",
+        "lavida",
+        "lavida",
+        "sagitar",
+        "corolla",
+        "corolla",
+        "camry",
+        "civic",
+        "accord",
+        "sylphy",
+        "sylphy",
+        "model3",
+        "modely",
+        "modely",
+        "miniev",
+        "miniev",
+        "bmw5",
+        "benz-e",
+    ],
+    "corporate": [
+        "gl8",
+        "gl8",
+        "gl8",
+        "passat",
+        "passat",
+        "camry",
+        "accord",
+        "benz-e",
+        "bmw5",
+        "a6l",
+        "modely",
+        "han",
+    ],
+    "government": ["hongqi", "hongqi", "hongqi", "a6l", "a6l", "passat", "sagitar", "gl8", "han"],
+    "taxi": ["santana", "santana", "lavida", "sylphy", "corolla", "qin", "qin", "emgrand"],
 }
 KM_PER_DAY = {"private": 40, "corporate": 60, "government": 50, "taxi": 300}
 
 # VIN check digit (ISO 3779 / GB 16735): letter values and position weights.
-_VALUES = dict(zip("ABCDEFGHJKLMNPRSTUVWXYZ", (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9,
-                                              2, 3, 4, 5, 6, 7, 8, 9), strict=True))
+_VALUES = dict(
+    zip(
+        "ABCDEFGHJKLMNPRSTUVWXYZ",
+        (1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 7, 9, 2, 3, 4, 5, 6, 7, 8, 9),
+        strict=True,
+    )
+)
 _VALUES.update({str(d): d for d in range(10)})
 _WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"  # model years 2010, 2011, … (30-year cycle)
@@ -109,8 +191,12 @@ class VinMaker:
 
     def __init__(self) -> None:
         # The serial's contribution to the check sum, precomputed per half (3 digits each).
-        self._high = [sum(int(d) * w for d, w in zip(f"{n:03d}", (7, 6, 5))) for n in range(1000)]
-        self._low = [sum(int(d) * w for d, w in zip(f"{n:03d}", (4, 3, 2))) for n in range(1000)]
+        self._high = [
+            sum(int(d) * w for d, w in zip(f"{n:03d}", (7, 6, 5), strict=True)) for n in range(1000)
+        ]
+        self._low = [
+            sum(int(d) * w for d, w in zip(f"{n:03d}", (4, 3, 2), strict=True)) for n in range(1000)
+        ]
         self._prefix_sums: dict[str, int] = {}
 
     def make(self, prefix: str, year: int, n: int) -> str:

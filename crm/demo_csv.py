@@ -24,20 +24,47 @@ def _queries() -> dict[str, Select[Any]]:
     code = C.code.label("customer_code")
     return {
         "customers": select(
-            C.code, C.name, C.title, C.phone, C.email, C.birthday, C.language, C.segment,
+            C.code,
+            C.name,
+            C.title,
+            C.phone,
+            C.email,
+            C.birthday,
+            C.language,
+            C.segment,
             C.timezone,
         ).order_by(C.id),
         "memberships": select(
             code, M.tier, M.points_cumulative, M.points_redeemable, M.joined, M.expires
-        ).join(C, C.id == M.customer_id).order_by(M.id),
+        )
+        .join(C, C.id == M.customer_id)
+        .order_by(M.id),
         "vehicles": select(
-            V.vin, code, V.make, V.model, V.year, V.delivered_at, V.warranty_months,
-            V.warranty_km, V.insurance_expiry, V.inspection_due,
-        ).join(C, C.id == V.customer_id).order_by(V.id),
+            V.vin,
+            code,
+            V.make,
+            V.model,
+            V.year,
+            V.delivered_at,
+            V.warranty_months,
+            V.warranty_km,
+            V.insurance_expiry,
+            V.inspection_due,
+        )
+        .join(C, C.id == V.customer_id)
+        .order_by(V.id),
         "service_visits": select(
-            SV.order_no, V.vin, SV.day, SV.odometer_km, SV.kind, SV.amount, SV.declined_items,
+            SV.order_no,
+            V.vin,
+            SV.day,
+            SV.odometer_km,
+            SV.kind,
+            SV.amount,
+            SV.declined_items,
             SV.satisfaction,
-        ).join(V, V.id == SV.vehicle_id).order_by(SV.id),
+        )
+        .join(V, V.id == SV.vehicle_id)
+        .order_by(SV.id),
         "appointments": select(A.ref, V.vin, A.at, A.status)
         .join(V, V.id == A.vehicle_id)
         .order_by(A.id),

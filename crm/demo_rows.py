@@ -232,7 +232,9 @@ class DealerRows:
                 u = r()
                 score = 5 if u < 0.6 else 4 if u < 0.85 else 3 if u < 0.95 else 2 if u < 0.98 else 1
             n += 1
-            rows.append((n, f"RO{n:08d}", vehicle_id, to_day[day], km, kind, amount, declined, score))
+            rows.append(
+                (n, f"RO{n:08d}", vehicle_id, to_day[day], km, kind, amount, declined, score)
+            )
         self.counts["service_visits"] = n
 
     def _appointment(self, vehicle_id: int, k: int) -> None:
@@ -263,8 +265,13 @@ class DealerRows:
                 break
         years = max(1, (t - 60 - first_delivery) // 365 + 1)  # a year at a time, some lapsed
         self._add(
-            "memberships", customer_id, tier, points, int(points * (0.05 + 0.55 * r())),
-            self.day[first_delivery], self.day[first_delivery + 365 * years],
+            "memberships",
+            customer_id,
+            tier,
+            points,
+            int(points * (0.05 + 0.55 * r())),
+            self.day[first_delivery],
+            self.day[first_delivery + 365 * years],
         )
 
     def _complaint(self, customer_id: int, i: int, language: str) -> None:

@@ -102,7 +102,10 @@ class FileLoader:
     def _records(self, reader: CsvReader) -> Iterator[tuple[int, list[str]]]:
         line = reader.line_num
         for cells in reader:
-            start, line = line + 1, reader.line_num  # a quoted cell may span lines: report the first
+            start, line = (
+                line + 1,
+                reader.line_num,
+            )  # a quoted cell may span lines: report the first
             if any(cell.strip() for cell in cells):
                 yield start, cells
 
@@ -140,8 +143,10 @@ class FileLoader:
         problems += [p for check in self.entity.checks if (p := check(values))]
         return self._reject(line, "; ".join(problems)) if problems else values
 
-    def _reject(self, line: int, message: str) -> None:
+    def _reject(self, line: int, message: str) -> dict[str, Any] | None:
+        """Record the row's problem; None, so a parser can ``return self._reject(…)``."""
         self.errors.append((line, message))
+        return None
 
     def _load_ids(self, ref: Ref, keys: set[str]) -> None:
         ids = self._ids.setdefault((ref.table.name, ref.key), {})

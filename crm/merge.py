@@ -40,10 +40,10 @@ class Merger:
         self.table = entity.table
         self.columns = columns
         self.defaults = defaults
-        new = {c: bindparam(f"new_{c}") for c in [*columns, *self._stamp_only(columns)]}
-        self._update = (
-            update(self.table).where(self.table.c.id == bindparam("old_id")).values(new)
-        )
+        new: dict[str, Any] = {
+            c: bindparam(f"new_{c}") for c in [*columns, *self._stamp_only(columns)]
+        }
+        self._update = update(self.table).where(self.table.c.id == bindparam("old_id")).values(new)
 
     def _stamp_only(self, columns: list[str]) -> list[str]:
         stamp = self.entity.stamp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import cast
 
 from sqlalchemy import (
     JSON,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -23,6 +25,11 @@ from crm.types import UTCDateTime
 
 class Base(DeclarativeBase):
     pass
+
+
+def table(model: type[Base]) -> Table:
+    """The model's table for Core statements (SQLAlchemy types ``__table__`` as a FromClause)."""
+    return cast(Table, model.__table__)
 
 
 class Customer(Base):

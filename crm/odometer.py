@@ -7,9 +7,9 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from crm.models import ServiceVisit
+from crm.models import ServiceVisit, table
 
-SV = ServiceVisit.__table__
+SV = table(ServiceVisit)
 
 
 class OdometerHistory:

@@ -20,10 +20,11 @@ from crm.models import (
     Membership,
     ServiceVisit,
     Vehicle,
+    table,
 )
 
-V, C, M, SV = Vehicle.__table__, Customer.__table__, Membership.__table__, ServiceVisit.__table__
-A, CP, CS = Appointment.__table__, Complaint.__table__, Consent.__table__
+V, C, M, SV = table(Vehicle), table(Customer), table(Membership), table(ServiceVisit)
+A, CP, CS = table(Appointment), table(Complaint), table(Consent)
 
 
 def id_ranges(conn: Connection, batch: int) -> list[tuple[int, int]]:
@@ -35,8 +36,10 @@ def id_ranges(conn: Connection, batch: int) -> list[tuple[int, int]]:
 
 
 def _vehicles(conn: Connection, lo: int, hi: int) -> list[dict[str, Any]]:
+    # The owner's lowest vehicle id carries the customer campaigns, so they run once per owner.
+    owned = V.alias("owned")
     first_vehicle = (
-        select(func.min(V.c.id)).where(V.c.customer_id == C.c.id).scalar_subquery()
+        select(func.min(owned.c.id)).where(owned.c.customer_id == C.c.id).scalar_subquery()
     )
     query = (
         select(

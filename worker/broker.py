@@ -18,7 +18,10 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     url = settings.broker_url
     broker: dramatiq.Broker
     if not url:
+        from worker.inprocess import FailFast
+
         broker = StubBroker()
+        broker.add_middleware(FailFast())
         broker.emit_after("process_boot")
     elif url.startswith(("redis://", "rediss://", "unix://")):
         from dramatiq.brokers.redis import RedisBroker

@@ -10,10 +10,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from crm.models import CallTask, Customer, Vehicle
+from crm.models import CallTask, Customer, Vehicle, table
 
-T, C, V = CallTask.__table__, Customer.__table__, Vehicle.__table__
-COLUMNS = ["id", "priority", "due_by", "overdue", "customer", "phone", "campaign", "vehicle", "script"]
+T, C, V = table(CallTask), table(Customer), table(Vehicle)
+COLUMNS = [
+    "id",
+    "priority",
+    "due_by",
+    "overdue",
+    "customer",
+    "phone",
+    "campaign",
+    "vehicle",
+    "script",
+]
 
 
 def call_list(conn: Connection, day: date, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -59,6 +69,8 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 def expire(conn: Connection, now: datetime) -> int:
     """Open calls past their deadline leave the list as `expired` (the campaign dropped them)."""
     result = conn.execute(
-        T.update().where(T.c.status == "open", T.c.due_by < now).values(status="expired", closed_at=now)
+        T.update()
+        .where(T.c.status == "open", T.c.due_by < now)
+        .values(status="expired", closed_at=now)
     )
     return int(result.rowcount)

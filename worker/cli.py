@@ -14,7 +14,9 @@ from rich.table import Table
 
 from worker.errors import friendly
 
-app = typer.Typer(help="Milepost: customer-care automation for car dealerships.", no_args_is_help=True)
+app = typer.Typer(
+    help="Milepost: customer-care automation for car dealerships.", no_args_is_help=True
+)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="Check and test campaign files.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -90,7 +92,9 @@ def _sweep_here(day: date | None) -> datetime:
         table.add_row(row.campaign, str(row.matched), str(row.messages), str(row.calls), outcomes)
     total = sum(r.matched for r in rows)
     local = as_of.astimezone(get_runtime().settings.tz)
-    out.print(f"Swept as of {local:%Y-%m-%d %H:%M %Z}: {total} new matches in {len(rows)} campaigns.")
+    out.print(
+        f"Swept as of {local:%Y-%m-%d %H:%M %Z}: {total} new matches in {len(rows)} campaigns."
+    )
     if rows:
         out.print(table)
     return started
@@ -114,10 +118,17 @@ def calls(
     for r in rows[:50]:
         due = f"[red]{r['due_by']}[/red]" if r["overdue"] else r["due_by"]
         table.add_row(
-            str(r["id"]), str(r["priority"]), due, r["customer"], r["phone"] or "",
-            r["campaign"], r["vehicle"] or "",
+            str(r["id"]),
+            str(r["priority"]),
+            due,
+            r["customer"],
+            r["phone"] or "",
+            r["campaign"],
+            r["vehicle"] or "",
         )
-    out.print(f"{len(rows)} open calls for {today}" + (" (first 50 shown)" if len(rows) > 50 else ""))
+    out.print(
+        f"{len(rows)} open calls for {today}" + (" (first 50 shown)" if len(rows) > 50 else "")
+    )
     if rows:
         out.print(table)
     if csv:
@@ -157,7 +168,9 @@ def facts() -> None:
     table = Table("fact", "type", "meaning", title="Facts catalog")
     for fact in CATALOG.values():
         kind = f"{fact.type}: {', '.join(fact.values)}" if fact.values else fact.type
-        table.add_row(fact.name, "text (templates only)" if fact.type == "text" else kind, fact.meaning)
+        table.add_row(
+            fact.name, "text (templates only)" if fact.type == "text" else kind, fact.meaning
+        )
     out.print(table)
 
 

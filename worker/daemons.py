@@ -18,8 +18,11 @@ def _logging() -> None:
 
     handler = logging.StreamHandler()
     handler.addFilter(MaskingFilter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=[handler],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 @friendly
@@ -33,8 +36,16 @@ def worker(
     if not get_settings().broker_url:
         raise typer.BadParameter("set MILEPOST_BROKER_URL (redis://… or amqp://…) to run workers")
     # Dramatiq's own CLI supervises the processes, restarts dead ones and handles signals.
-    args = [sys.executable, "-m", "dramatiq", "worker.actors",
-            "--processes", str(processes), "--threads", str(threads)]
+    args = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
     os.execvp(args[0], args)
 
 

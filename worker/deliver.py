@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from channels.base import ChannelError, Message
-from crm.models import Customer, Delivery
+from channels.call import CallListChannel
+from channels.outbox import OutboxChannel
+from crm.models import Customer, Delivery, table
 from worker import policies, throttle
 from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.deliver")
-D, C = Delivery.__table__, Customer.__table__
+D, C = table(Delivery), table(Customer)
 CLAIMABLE = ("pending", "retry", "deferred")
 MAX_ATTEMPTS = 5
 BACKOFF_S = 30.0
@@ -54,9 +56,14 @@ def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outco
     """Run one delivery to its next state; never sends a row twice."""
     now = now or datetime.now(UTC)
     with rt.engine.begin() as conn:
-        channel = conn.execute(select(D.c.channel).where(D.c.id == delivery_id)).scalar()
-        # Over the provider's rate: wait without claiming, so it costs no attempt.
-        if channel is not None and not throttle.take_slot(rt.settings, channel):
+        channel: str | None = conn.execute(
+            select(D.c.channel).where(D.c.id == delivery_id)
+        ).scalar()
+        # Over the provider's rate: wait without claiming, so it costs no attempt. The outbox
+        # and the call list are ours, not a provider's, and have no rate to respect.
+        adapter = rt.channels.get(channel or "")
+        ours = adapter is None or isinstance(adapter, OutboxChannel | CallListChannel)
+        if channel and not ours and not throttle.take_slot(rt.settings, channel):
             return Outcome("throttled", retry_in=THROTTLE_WAIT_S)
         row = claim(conn, delivery_id, now)
         if row is None:
@@ -86,26 +93,57 @@ def _send(rt: Runtime, row: dict[str, Any], message: Message, now: datetime) -> 
     except ChannelError as exc:
         with rt.engine.begin() as conn:
             if exc.permanent:
-                record(conn, delivery_id, now, status="failed", reason=str(exc)[:200],
-                       error_code=exc.code)
+                record(
+                    conn,
+                    delivery_id,
+                    now,
+                    status="failed",
+                    reason=str(exc)[:200],
+                    error_code=exc.code,
+                )
                 return Outcome("failed", str(exc))
             if row["attempts"] >= MAX_ATTEMPTS:
-                record(conn, delivery_id, now, status="failed", error_code=exc.code,
-                       reason=f"gave up after {row['attempts']} attempts: {exc}"[:200])
+                record(
+                    conn,
+                    delivery_id,
+                    now,
+                    status="failed",
+                    error_code=exc.code,
+                    reason=f"gave up after {row['attempts']} attempts: {exc}"[:200],
+                )
                 return Outcome("failed", "retries exhausted")
             wait = min(BACKOFF_S * 2 ** (row["attempts"] - 1), BACKOFF_CAP_S)
-            record(conn, delivery_id, now, status="retry", reason=str(exc)[:200],
-                   error_code=exc.code, due_at=now + timedelta(seconds=wait))
+            record(
+                conn,
+                delivery_id,
+                now,
+                status="retry",
+                reason=str(exc)[:200],
+                error_code=exc.code,
+                due_at=now + timedelta(seconds=wait),
+            )
             return Outcome("retry", str(exc), retry_in=wait)
     except Exception as exc:
         # We cannot tell whether the provider took it: never resend blindly.
         with rt.engine.begin() as conn:
-            record(conn, delivery_id, now, status="unknown", reason=f"{type(exc).__name__}: {exc}"[:200])
+            record(
+                conn,
+                delivery_id,
+                now,
+                status="unknown",
+                reason=f"{type(exc).__name__}: {exc}"[:200],
+            )
         log.exception("delivery %s: outcome unknown", delivery_id)
         return Outcome("unknown", str(exc))
     with rt.engine.begin() as conn:
-        record(conn, delivery_id, now, status=receipt.status, provider_id=receipt.provider_id,
-               reason=None)
+        record(
+            conn,
+            delivery_id,
+            now,
+            status=receipt.status,
+            provider_id=receipt.provider_id,
+            reason=None,
+        )
     return Outcome(receipt.status)
 
 

@@ -10,16 +10,18 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from crm.models import Delivery
+from crm.models import Delivery, table
 from worker.errors import friendly
 
-D = Delivery.__table__
+D = table(Delivery)
 out = Console()
 
 
 @friendly
 def deliveries(
-    status: Annotated[str | None, typer.Option(help="Only rows in this status, e.g. unknown")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only rows in this status, e.g. unknown")
+    ] = None,
     release: Annotated[
         list[int] | None, typer.Option(help="Send these `unknown` rows again (repeatable)")
     ] = None,
@@ -47,6 +49,12 @@ def deliveries(
     out.print("Deliveries by status: " + ", ".join(f"{s} {n}" for s, n in sorted(counts)))
     table = Table("id", "campaign", "channel", "status", "reason", "updated")
     for r in rows:
-        table.add_row(str(r.id), r.campaign, r.channel, r.status, r.reason or "",
-                      f"{r.updated_at:%Y-%m-%d %H:%M}")
+        table.add_row(
+            str(r.id),
+            r.campaign,
+            r.channel,
+            r.status,
+            r.reason or "",
+            f"{r.updated_at:%Y-%m-%d %H:%M}",
+        )
     out.print(table)

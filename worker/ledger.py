@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from crm.models import Delivery
+from crm.models import Delivery, table
 from crm.upsert import insert_ignore
 from rules.campaign import Campaign
 
-D = Delivery.__table__
+D = table(Delivery)
 KEY = ["campaign", "step", "subject_id", "occurrence"]
 DEFAULT_CALL_WINDOW = timedelta(days=2)
 
@@ -27,6 +27,7 @@ def plan(
     record: dict[str, Any],
     facts: dict[str, Any],
     local_day: date,
+    matched_at: datetime,
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The ledger rows one match asks for: one per step, each due after its delay."""
@@ -45,7 +46,7 @@ def plan(
                 "channel": step.channel,
                 "template": step.template,
                 "priority": campaign.priority,
-                "due_at": now + step.after,
+                "due_at": matched_at + step.after,
                 "status": "pending",
                 "attempts": 0,
                 "facts": facts,
@@ -81,7 +82,9 @@ def recently_matched(
     return set(conn.execute(query).scalars())
 
 
-def due_ids(conn: Connection, now: datetime, quiet_for: timedelta, limit: int = 10_000) -> list[int]:
+def due_ids(
+    conn: Connection, now: datetime, quiet_for: timedelta, limit: int = 10_000
+) -> list[int]:
     """Rows waiting to be (re)queued: pending, retry or deferred, due, and untouched a while.
 
     ``quiet_for`` keeps a tick from requeueing rows a job was queued for moments ago; the claim
@@ -105,8 +108,11 @@ def mark_stale_unknown(conn: Connection, now: datetime, older_than: timedelta) -
     result = conn.execute(
         D.update()
         .where(D.c.status == "sending", D.c.updated_at <= now - older_than)
-        .values(status="unknown", reason="worker stopped mid-send; check before releasing",
-                updated_at=now)
+        .values(
+            status="unknown",
+            reason="worker stopped mid-send; check before releasing",
+            updated_at=now,
+        )
     )
     return int(result.rowcount)
 

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from sqlalchemy import Connection, and_, func, or_, select
 
-from crm.models import Consent, Delivery
+from crm.models import Consent, Delivery, table
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
 
-CS, D = Consent.__table__, Delivery.__table__
+CS, D = table(Consent), table(Delivery)
 ADDRESS = {"sms": "phone", "call": "phone", "email": "email"}
 CAPPED_CHANNELS = ("sms", "email")  # call tasks are the call-center's to pace
 SENT = ("sent", "delivered", "unknown")

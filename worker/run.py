@@ -39,25 +39,24 @@ def sweep_inprocess(
 ) -> datetime:
     """Evaluate every vehicle and deliver what is due, in this process; returns the start time."""
     from worker import actors, sweep
-    from worker.inprocess import drain
+    from worker.inprocess import running
 
     rt = get_runtime()
     rt.evaluator  # noqa: B018 — build the engine before the worker threads race for it
     started = datetime.now(UTC)
     ranges = sweep.plan_ranges(rt)
     on_start(len(ranges))
-    actors.broker.add_middleware(_Progress(advance))
+    progress = _Progress(advance)
+    actors.broker.add_middleware(progress)
     try:
-        sweep.enqueue_all(
-            actors.broker, [actors.evaluate.message(lo, hi, as_of.isoformat()) for lo, hi in ranges]
-        )
-        drain(actors.broker, rt.settings.worker_threads)
-        release_due(actors.broker, as_of=max(as_of, datetime.now(UTC)))
-        drain(actors.broker, rt.settings.worker_threads)
+        with running(actors.broker, rt.settings.worker_threads) as drain:
+            messages = [actors.evaluate.message(lo, hi, as_of.isoformat()) for lo, hi in ranges]
+            sweep.enqueue_all(actors.broker, messages)
+            drain()
+            release_due(actors.broker, as_of=max(as_of, datetime.now(UTC)))
+            drain()
     finally:
-        actors.broker.middleware[:] = [
-            m for m in actors.broker.middleware if not isinstance(m, _Progress)
-        ]
+        actors.broker.middleware.remove(progress)
     return started
 
 

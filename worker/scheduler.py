@@ -54,8 +54,12 @@ def run() -> None:
     scheduler = BlockingScheduler(timezone=rt.settings.tz)
     at = rt.settings.sweep_time
     scheduler.add_job(
-        daily_sweep, CronTrigger(hour=at.hour, minute=at.minute, timezone=rt.settings.tz),
-        id="daily-sweep", misfire_grace_time=3600, coalesce=True, max_instances=1,
+        daily_sweep,
+        CronTrigger(hour=at.hour, minute=at.minute, timezone=rt.settings.tz),
+        id="daily-sweep",
+        misfire_grace_time=3600,
+        coalesce=True,
+        max_instances=1,
     )
     scheduler.add_job(tick, "interval", seconds=TICK_S, id="tick", coalesce=True, max_instances=1)
     log.info("scheduler started: sweep daily at %s %s", at.strftime("%H:%M"), rt.settings.timezone)

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
-from crm.models import Delivery
+from crm.models import Delivery, table
 
-D = Delivery.__table__
+D = table(Delivery)
 
 
 @dataclass

@@ -28,7 +28,9 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         broker.enqueue(message)
 
 
-def evaluate_range(rt: Runtime, lo: int, hi: int, as_of: str, now: datetime | None = None) -> list[int]:
+def evaluate_range(
+    rt: Runtime, lo: int, hi: int, as_of: str, now: datetime | None = None
+) -> list[int]:
     """Match vehicles lo..hi as of ``as_of``; returns the ids of new ledger rows due now."""
     moment = datetime.fromisoformat(as_of)
     now = now or max(datetime.now(UTC), moment)
@@ -50,10 +52,12 @@ def evaluate_range(rt: Runtime, lo: int, hi: int, as_of: str, now: datetime | No
     with rt.engine.begin() as conn:
         for campaign_id, hits in matched.items():
             campaign = rt.campaigns[campaign_id]
-            seen = ledger.recently_matched(conn, campaign, (_subject(campaign, r) for r, _ in hits), local_day)
+            seen = ledger.recently_matched(
+                conn, campaign, (_subject(campaign, r) for r, _ in hits), local_day
+            )
             for record, facts in hits:
                 if _subject(campaign, record) not in seen:
-                    rows.extend(ledger.plan(campaign, record, facts, local_day, moment))
+                    rows.extend(ledger.plan(campaign, record, facts, local_day, moment, now))
         created = ledger.insert(conn, rows)
     return [delivery_id for delivery_id, due_at in created if due_at <= now]
 
