@@ -156,7 +156,7 @@ class FileLoader:
         ids.update(dict.fromkeys(missing))
         key = ref.table.c[ref.key]
         query = select(key, ref.table.c.id).where(key.in_(missing))
-        ids.update(self.conn.execute(query).tuples().all())
+        ids.update((key, id_) for key, id_ in self.conn.execute(query))
 
     def _accept(self, line: int, fields: list[Field], values: dict[str, Any]) -> dict | None:
         row: dict[str, Any] = {}

@@ -154,7 +154,7 @@ def _appointments(conn: Connection, lo: int, hi: int) -> dict[int, Any]:
         .where(A.c.vehicle_id.between(lo, hi), A.c.status == "booked")
         .group_by(A.c.vehicle_id)
     )
-    return dict(conn.execute(query).tuples().all())
+    return {vehicle_id: at for vehicle_id, at in conn.execute(query)}
 
 
 _VISIT_DEFAULTS = {

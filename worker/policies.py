@@ -77,8 +77,10 @@ def valid_address(channel: str, value: str | None) -> bool:
 
 
 def in_window(local: time, start: time, end: time) -> bool:
-    """Whether ``local`` falls in [start, end); a window with start > end crosses midnight."""
-    if start <= end:
+    """Whether ``local`` falls in [start, end); start > end crosses midnight, start == end is all day."""
+    if start == end:
+        return True
+    if start < end:
         return start <= local < end
     return local >= start or local < end
 

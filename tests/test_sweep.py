@@ -1,0 +1,124 @@
+"""The sweep end to end: dealer CSV files in, outbox messages and call tasks out, exactly once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from sqlalchemy import Connection, create_engine, func, select, text
+from typer.testing import CliRunner
+
+from crm.demo import generate, write_csv
+from crm.models import CallTask, Delivery, OutboxMessage, table
+from worker.cli import app
+from worker.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = date(2026, 11, 23)
+# Mid-morning in Shanghai: inside the default quiet-hours window, so nothing is deferred.
+MORNING = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+D, O, T = table(Delivery), table(OutboxMessage), table(CallTask)
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    return {
+        name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+        for name, t in (("deliveries", D), ("outbox", O), ("calls", T))
+    }
+
+
+@pytest.fixture
+def morning() -> Iterator[None]:
+    with time_machine.travel(MORNING, tick=True):
+        yield
+
+
+def sweep(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["sweep", "--date", DAY.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "Swept as of 2026-11-23" in result.output
+
+
+def test_csv_exports_reach_the_outbox_and_the_call_list(
+    runtime: Runtime, tmp_path: Path, morning: None
+) -> None:
+    write_csv(tmp_path / "exports", customers=150, seed=3, today=DAY)
+    runner = CliRunner()
+    imported = runner.invoke(app, ["import", str(tmp_path / "exports")])
+    assert imported.exit_code == 0, imported.output
+
+    sweep(runner)
+
+    with runtime.engine.connect() as conn:
+        sms = conn.execute(
+            select(O.c.recipient, O.c.body, O.c.segments).where(O.c.channel == "sms")
+        ).all()
+        calls = conn.execute(select(T.c.phone, T.c.script, T.c.due_by, T.c.status)).all()
+        statuses = dict(conn.execute(select(D.c.status, func.count()).group_by(D.c.status)).all())
+    assert sms and calls
+    assert all(r.recipient.startswith("+86") and r.body and r.segments >= 1 for r in sms)
+    assert all(c.script and c.status == "open" for c in calls)
+    # Every row either went out or says why not; steps with `after:` wait in pending.
+    assert set(statuses) <= {"sent", "suppressed", "pending"}
+    listed = runner.invoke(
+        app, ["calls", "--date", DAY.isoformat(), "--csv", str(tmp_path / "c.csv")]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert (tmp_path / "c.csv").read_bytes().startswith(b"\xef\xbb\xbfid,priority")
+
+
+def test_a_second_sweep_of_the_same_day_creates_nothing(runtime: Runtime, morning: None) -> None:
+    generate(runtime.settings.database_url, customers=300, seed=5, today=DAY)
+    runner = CliRunner()
+    sweep(runner)
+    with runtime.engine.connect() as conn:
+        first = counts(conn)
+    assert first["deliveries"] > 0 and first["outbox"] > 0 and first["calls"] > 0
+
+    sweep(runner)
+
+    with runtime.engine.connect() as conn:
+        assert counts(conn) == first
+
+
+def test_two_sweeps_at_once_create_nothing_extra(tmp_path: Path, db_url: str) -> None:
+    generate(db_url, customers=600, seed=11, today=DAY)
+    env = {
+        **os.environ,
+        "MILEPOST_DATABASE_URL": db_url,
+        "MILEPOST_CAMPAIGNS": str(ROOT / "campaigns"),
+        "MILEPOST_SWEEP_BATCH": "50",  # many small transactions, so the two really interleave
+        "MILEPOST_QUIET_HOURS": "00:00-00:00",  # open all day: the wall clock must not matter,
+    }
+    command = [sys.executable, "-m", "worker.cli", "sweep", "--date", DAY.isoformat()]
+    runs = [
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=240)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        keys = conn.execute(
+            text(
+                "SELECT count(*) - count(DISTINCT campaign || ':' || step || ':' || subject_id"
+                " || ':' || occurrence) FROM deliveries"
+            )
+        ).scalar_one()
+        per_delivery = conn.execute(
+            text("SELECT count(*) FROM outbox GROUP BY delivery_id HAVING count(*) > 1")
+        ).all()
+        total = counts(conn)
+    engine.dispose()
+    assert keys == 0 and per_delivery == []
+    assert total["deliveries"] > 0 and total["outbox"] > 0

@@ -1,0 +1,1 @@
+"""The HTTP API `milepost api` serves: health, Twilio webhooks, unsubscribe links."""
