@@ -11,24 +11,18 @@ import logging
 import re
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProxyError, ReadTimeoutError
 from urllib3.util.ssl_match_hostname import CertificateError
 
 from channels.base import ChannelError, DeliveryUncertain, Message, Receipt
 from channels.privacy import mask_phone, mask_text
+from channels.twilio_http import TimeoutHttpClient
 
 log = logging.getLogger("milepost.channels.sms")
-# The SDK logs ~10 INFO lines per request (URL, headers); keep them for debugging only.
-http_log = logging.getLogger("milepost.channels.sms.http")
-http_log.setLevel(logging.WARNING)
 
 OPTED_OUT_CODE = "21610"  # the recipient replied STOP: record the opt-out, never retry
 INVALID_NUMBER_CODE = "21211"
@@ -36,31 +30,11 @@ TOO_MANY_REQUESTS_CODE = "20429"
 MAX_VALIDITY_S = 36000  # Twilio accepts 1..36000 seconds
 _BASE_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 _BEFORE_SENDING = (
-    requests.ConnectTimeout,
-    requests.exceptions.ProxyError,
-    NewConnectionError,  # refused, unreachable, DNS
+    ConnectTimeoutError,  # also refused, unreachable, DNS (NewConnectionError)
+    ProxyError,
     ssl.SSLCertVerificationError,
     CertificateError,
 )
-
-
-class TimeoutHttpClient(TwilioHttpClient):
-    """TwilioHttpClient with a timeout, no retries, and optionally another API base URL."""
-
-    def __init__(self, timeout: float, api_base: str | None = None, pool_size: int = 32) -> None:
-        super().__init__(timeout=timeout, logger=http_log)
-        self.api_base = api_base.rstrip("/") if api_base else None
-        # No automatic retries: a retried POST could create a second message.
-        adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        """Send to ``api_base`` instead of any *.twilio.com host when one is configured."""
-        parts = urlsplit(url)
-        if self.api_base and (parts.hostname or "").endswith("twilio.com"):
-            url = self.api_base + parts.path + (f"?{parts.query}" if parts.query else "")
-        return super().request(method, url, *args, **kwargs)
 
 
 class TwilioSMSChannel:
@@ -119,19 +93,21 @@ class TwilioSMSChannel:
             options["from_"] = self.sender
         if self.status_callback:
             options["status_callback"] = self.status_callback
-        who = mask_phone(message.recipient)
         try:
             created = self.client.messages.create(
                 to=message.recipient, body=message.body, **options
             )
         except (TwilioRestException, TwilioServiceException) as exc:
-            raise self._failed(message, _rejected(exc, message.recipient, who)) from exc
-        except requests.RequestException as exc:
-            raise self._failed(message, _network(exc, who)) from exc
+            error = _rejected(exc, message.recipient, mask_phone(message.recipient))
+            raise self._failed(message, error) from exc
+        except (HTTPError, OSError) as exc:
+            raise self._failed(message, _network(exc, mask_phone(message.recipient))) from exc
         except ValueError as exc:  # a 2xx whose body is not the JSON expected: it was accepted
+            who = mask_phone(message.recipient)
             why = f"unreadable answer from Twilio for {who}: {type(exc).__name__}"
             raise self._failed(message, DeliveryUncertain(why, code="twilio-answer")) from exc
-        log.info("sms %s to %s: queued as %s", message.delivery_id, who, created.sid)
+        # DEBUG: the ledger records every outcome; a line per SMS at INFO floods the worker's log.
+        log.debug("sms %s: queued as %s", message.delivery_id, created.sid)
         return Receipt(provider_id=created.sid, status="sent")
 
     def _failed(self, message: Message, error: ChannelError) -> ChannelError:
@@ -162,11 +138,11 @@ def _rejected(exc: Exception, recipient: str, who: str) -> ChannelError:
     )
 
 
-def _network(exc: requests.RequestException, who: str) -> ChannelError:
+def _network(exc: Exception, who: str) -> ChannelError:
     """Transient if the request never left; DeliveryUncertain once Twilio may have it."""
     if _not_sent(exc):
         return ChannelError(f"Twilio unreachable: {type(exc).__name__}", code="twilio-connect")
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
         why = f"no answer from Twilio in time for {who}; the message may have gone out"
         return DeliveryUncertain(why, code="twilio-timeout")
     why = f"connection to Twilio lost ({type(exc).__name__}) for {who}; it may have gone out"

@@ -47,7 +47,8 @@ def set_consent(
         # A DMS re-import of last year's consent must not undo this morning's STOP.
         where=CS.c.updated_at <= stmt.excluded.updated_at,
     )
-    return bool(conn.execute(stmt).rowcount)
+    # RETURNING, not rowcount: psycopg counts a conflict the WHERE skipped as a row written.
+    return conn.execute(stmt.returning(CS.c.id)).first() is not None
 
 
 def is_allowed(conn: Connection, customer_id: int, channel: str) -> bool:

@@ -100,3 +100,12 @@ def test_a_folder_without_import_files_says_what_it_expects(
     result = CliRunner().invoke(app, ["import", str(tmp_path)])
     assert result.exit_code == 1
     assert "customers.csv" in result.output and "docs/import.md" in result.output
+
+
+def test_the_import_documentation_matches_the_specification() -> None:
+    from crm.csvdoc import markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "import.md"
+    assert doc.read_text(encoding="utf-8") == markdown(), (
+        "run: python -m crm.csvdoc > docs/import.md"
+    )

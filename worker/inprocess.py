@@ -18,8 +18,10 @@ class FailFast(dramatiq.Middleware):
 
 
 @contextmanager
-def running(broker: dramatiq.Broker, threads: int = 4) -> Iterator[Callable[[], None]]:
-    """A real Dramatiq worker on the in-process broker; yields ``drain``.
+def running(
+    broker: dramatiq.Broker, threads: int = 4, queues: set[str] | None = None
+) -> Iterator[Callable[[], None]]:
+    """A real Dramatiq worker on the in-process broker (``queues``: all); yields ``drain``.
 
     ``drain()`` returns once every ready message, including those the work itself queued, is
     processed, and re-raises the first actor that raised. Rows waiting for a retry or a
@@ -30,15 +32,17 @@ def running(broker: dramatiq.Broker, threads: int = 4) -> Iterator[Callable[[], 
             "the in-process worker runs on the StubBroker only; start `milepost worker`"
         )
     before = list(broker.middleware)
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
+    worker = dramatiq.Worker(broker, queues=queues, worker_threads=threads, worker_timeout=50)
     worker.start()
 
     def drain() -> None:
         while True:
-            for name in [name for name in broker.queues if not name.endswith(".DQ")]:
+            names = [name for name in broker.queues if not name.endswith(".DQ")]
+            for name in [name for name in names if queues is None or name in queues]:
                 broker.join(name, fail_fast=True)
             worker.join()
-            if all(queue.unfinished_tasks == 0 for queue in broker.queues.values()):
+            consumed = [q for name, q in broker.queues.items() if not queues or name in queues]
+            if all(queue.unfinished_tasks == 0 for queue in consumed):
                 return
 
     try:

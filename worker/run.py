@@ -36,8 +36,13 @@ def sweep_inprocess(
     as_of: datetime,
     on_start: Callable[[int], None] = lambda total: None,
     advance: Callable[[], None] = lambda: None,
+    *,
+    deliver: bool = True,
 ) -> datetime:
-    """Evaluate every vehicle and deliver what is due, in this process; returns the start time."""
+    """Evaluate every vehicle and deliver what is due, in this process; returns the start time.
+
+    ``deliver=False`` stops at the ledger: the due rows wait for `release_due` (benchmarks).
+    """
     from worker import actors, sweep
     from worker.inprocess import running
 
@@ -49,12 +54,14 @@ def sweep_inprocess(
     progress = _Progress(advance)
     actors.broker.add_middleware(progress)
     try:
-        with running(actors.broker, rt.settings.worker_threads) as drain:
+        queues = None if deliver else {"evaluate"}
+        with running(actors.broker, rt.settings.worker_threads, queues) as drain:
             messages = [actors.evaluate.message(lo, hi, as_of.isoformat()) for lo, hi in ranges]
             sweep.enqueue_all(actors.broker, messages)
             drain()
-            release_due(actors.broker, as_of=max(as_of, datetime.now(UTC)))
-            drain()
+            if deliver:
+                release_due(actors.broker, as_of=max(as_of, datetime.now(UTC)))
+                drain()
     finally:
         actors.broker.middleware.remove(progress)
     return started

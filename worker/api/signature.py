@@ -36,7 +36,8 @@ async def signed_params(request: Request, rt: Annotated[Runtime, Depends(runtime
     token = rt.settings.twilio_auth_token
     if not token:
         # Without the token nothing can be verified, and unverified data is never acted on.
-        raise HTTPException(503, "Twilio webhooks are not configured: set MILEPOST_TWILIO_AUTH_TOKEN")
+        why = "Twilio webhooks are not configured: set MILEPOST_TWILIO_AUTH_TOKEN"
+        raise HTTPException(503, why)
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature:
         log.warning("refused an unsigned request to %s", request.url.path)

@@ -69,8 +69,11 @@ def status_callback(
             .returning(D.c.id, D.c.customer_id)
         ).first()
         if moved is None:
-            log.info("twilio status %s for %s: no row to move (unknown, or already further)",
-                     reported, sid)
+            log.info(
+                "twilio status %s for %s: no row to move (unknown, or already further)",
+                reported,
+                sid,
+            )
             return Response(status_code=200)
         if code == OPTED_OUT_CODE:
             # The recipient had replied STOP where we did not see it: honour it for every campaign.
