@@ -1,4 +1,4 @@
-"""`milepost import`: bad rows named by file and line and skipped, good rows in, re-runs harmless."""
+"""`milepost import`: bad rows named by file and line and skipped, good rows in, re-run harmless."""
 
 from __future__ import annotations
 

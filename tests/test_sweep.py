@@ -24,13 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 23)
 # Mid-morning in Shanghai: inside the default quiet-hours window, so nothing is deferred.
 MORNING = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-D, O, T = table(Delivery), table(OutboxMessage), table(CallTask)
+D, OUT, T = table(Delivery), table(OutboxMessage), table(CallTask)
 
 
 def counts(conn: Connection) -> dict[str, int]:
     return {
         name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-        for name, t in (("deliveries", D), ("outbox", O), ("calls", T))
+        for name, t in (("deliveries", D), ("outbox", OUT), ("calls", T))
     }
 
 
@@ -58,7 +58,7 @@ def test_csv_exports_reach_the_outbox_and_the_call_list(
 
     with runtime.engine.connect() as conn:
         sms = conn.execute(
-            select(O.c.recipient, O.c.body, O.c.segments).where(O.c.channel == "sms")
+            select(OUT.c.recipient, OUT.c.body, OUT.c.segments).where(OUT.c.channel == "sms")
         ).all()
         calls = conn.execute(select(T.c.phone, T.c.script, T.c.due_by, T.c.status)).all()
         statuses = dict(conn.execute(select(D.c.status, func.count()).group_by(D.c.status)).all())

@@ -192,8 +192,20 @@ def demo(
 
     reset_runtime()
     _sweep_here(None)
+    from worker.calls import call_list, write_csv
+    from worker.runtime import get_runtime
+
+    rt = get_runtime()
+    today = datetime.now(UTC).astimezone(rt.settings.tz).date()
+    with rt.engine.connect() as conn:
+        rows = call_list(conn, today, rt.settings.tz)
     target = output / "calls.csv"
-    calls(day=None, csv=target)
+    write_csv(rows, target)
+    out.print(
+        f"{len(rows)} open calls on today's list, written to {target}. Look around with "
+        f"MILEPOST_DATABASE_URL={url} milepost calls (or deliveries).",
+        soft_wrap=True,
+    )
 
 
 def main() -> Any:

@@ -77,7 +77,7 @@ def valid_address(channel: str, value: str | None) -> bool:
 
 
 def in_window(local: time, start: time, end: time) -> bool:
-    """Whether ``local`` falls in [start, end); start > end crosses midnight, start == end is all day."""
+    """Whether ``local`` is in [start, end); start > end crosses midnight, start == end: all day."""
     if start == end:
         return True
     if start < end:
