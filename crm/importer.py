@@ -76,7 +76,7 @@ def import_dir(
     """Import every known ``<entity>.csv`` in ``directory``, in dependency order."""
     if not directory.is_dir():
         raise FileNotFoundError(2, "not a folder", str(directory))
-    ctx, engine = _context(tz, region), get_engine(url)
+    ctx, engine = context(tz, region), get_engine(url)
     report = ImportReport()
     names = {entity.filename for entity in ENTITIES}
     report.ignored = sorted(p.name for p in directory.glob("*.csv") if p.name not in names)
@@ -95,10 +95,11 @@ def import_file(
     """Import one file holding ``entity`` rows ("customers", "vehicles", …)."""
     if entity not in BY_NAME:
         raise ValueError(f"unknown entity {entity!r}; one of {', '.join(BY_NAME)}")
-    return _import(get_engine(url), path, BY_NAME[entity], _context(tz, region))
+    return _import(get_engine(url), path, BY_NAME[entity], context(tz, region))
 
 
-def _context(tz: str, region: str) -> Context:
+def context(tz: str, region: str) -> Context:
+    """How cells are read: the dealer's zone and the default phone region; ValueError if bad."""
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -58,6 +58,18 @@ def import_(
 
 @app.command()
 @friendly
+def ingest(
+    path: Annotated[Path, typer.Argument(help='JSON lines: {"event": …, "data": {…}}')],
+) -> None:
+    """Apply events (vehicle delivered, visit closed, …) and evaluate their customers at once."""
+    from worker.ingest import ingest_file
+
+    if not ingest_file(path, out, err):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
 def sweep(day: DateOpt = None) -> None:
     """Evaluate every campaign for every vehicle, then deliver what is due."""
     from worker.runtime import get_runtime

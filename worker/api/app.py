@@ -1,4 +1,4 @@
-"""The ASGI app `milepost api` serves: health, Twilio webhooks, unsubscribe links."""
+"""The ASGI app `milepost api` serves: health, Twilio webhooks, unsubscribe links, events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from worker.api import deps, twilio, unsubscribe
+from worker.api import deps, events, twilio, unsubscribe
 from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.api")
@@ -21,6 +21,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.include_router(twilio.router)
     app.include_router(unsubscribe.router)
+    app.include_router(events.router)
     app.add_api_route("/health", health, methods=["GET"])
     return app
 
