@@ -19,4 +19,6 @@ COPY campaigns /app/campaigns
 WORKDIR /app
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 MILEPOST_CAMPAIGNS=/app/campaigns
 USER milepost
+# The API (MILEPOST_API_PORT) and the worker's Prometheus metrics (MILEPOST_METRICS_PORT).
+EXPOSE 8000 9191
 CMD ["milepost", "--help"]

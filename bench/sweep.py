@@ -1,11 +1,16 @@
 """Sweep benchmark: demo dealership of N vehicles, all default campaigns, figures and one JSON line.
 
     .venv/bin/python bench/sweep.py --vehicles 100000
+    .venv/bin/python bench/sweep.py --vehicles 1000000 --db postgresql --broker redis
 
 Phases, all in this run so the figures compare: reading the rows alone; facts -> matches through
 the Evaluator (Python pre-filter + durable_rules deciding); facts -> plain Python predicates (the
-baseline); then the real sweep end to end (evaluate jobs on the in-process broker, one worker
-thread: one core) from its start to the last ledger row.
+baseline); then the real sweep, from its start to the last ledger row. In process (the default)
+that is the in-process broker with one worker thread: one core. With ``--broker redis`` it is
+the `sweep` message on the real Redis broker and ``--workers`` `dramatiq` processes sharing the
+`evaluate` messages (bench/sweep_cluster.py). ``--db postgresql`` generates into a new
+PostgreSQL database, dropped at the end. Either way the sweep stops at the ledger
+(MILEPOST_SWEEP_LEDGER_ONLY): delivering is bench/dispatch.py's to measure.
 """
 
 from __future__ import annotations
@@ -17,11 +22,15 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import sweep_cluster as cluster  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -38,101 +47,151 @@ def build(url: str, vehicles: int, seed: int, today: date) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vehicles", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--db", default="sqlite", help="sqlite or a SQLAlchemy URL")
-    parser.add_argument("--batch", type=int, default=2000)
-    args = parser.parse_args()
-
+def sqlite_url(vehicles: int) -> str:
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    url = args.db
-    if url == "sqlite":
-        path = out / f"sweep-{args.vehicles}.db"
-        for stale in out.glob(f"sweep-{args.vehicles}.db*"):
-            stale.unlink()
-        url = f"sqlite:///{path}"
-    os.environ["MILEPOST_DATABASE_URL"] = url
-    os.environ.pop("MILEPOST_BROKER_URL", None)
-    os.environ["MILEPOST_WORKER_THREADS"] = "1"
-    os.environ["MILEPOST_SWEEP_BATCH"] = str(args.batch)
-    today = datetime.now(UTC).date()
+    for stale in out.glob(f"sweep-{vehicles}.db*"):
+        stale.unlink()
+    return f"sqlite:///{out / f'sweep-{vehicles}.db'}"
 
-    t0 = time.perf_counter()
-    build(url, args.vehicles, args.seed, today)
-    print(f"generated {args.vehicles:,} vehicles in {time.perf_counter() - t0:.1f} s")
 
+def phases(as_of: datetime, batch: int) -> dict[str, Any]:
+    """Seconds spent reading, deriving, matching and in the baseline predicate, this process."""
     from crm.records import id_ranges, load_records
     from rules.facts import derive
-    from worker import actors, run
     from worker.runtime import get_runtime
 
     rt = get_runtime()
-    as_of = datetime.now(UTC)
+    tz, holidays, rates = rt.settings.tz, rt.holidays, rt.settings.km_per_day
     with rt.engine.connect() as conn:
-        ranges = id_ranges(conn, args.batch)
-
-    read_s = facts_s = rules_s = base_s = 0.0
-    vehicles = matches = base_matches = 0
+        ranges = id_ranges(conn, batch)
+    took = dict.fromkeys(("read", "facts", "rules", "baseline"), 0.0)
+    counts = dict.fromkeys(("vehicles", "matches", "baseline_matches"), 0)
     for lo, hi in ranges:
         t = time.perf_counter()
         with rt.engine.connect() as conn:
             records = load_records(conn, lo, hi)
-        read_s += time.perf_counter() - t
+        took["read"] += time.perf_counter() - t
         t = time.perf_counter()
-        all_facts = [
-            derive(
-                r, as_of, tz=rt.settings.tz, holidays=rt.holidays, km_per_day=rt.settings.km_per_day
-            )
-            for r in records
-        ]
-        facts_s += time.perf_counter() - t
+        facts = [derive(r, as_of, tz=tz, holidays=holidays, km_per_day=rates) for r in records]
+        took["facts"] += time.perf_counter() - t
         t = time.perf_counter()
-        for record, facts in zip(records, all_facts, strict=True):
-            matches += len(rt.evaluator.matches(facts, customer_campaigns=record["is_primary"]))
-        rules_s += time.perf_counter() - t
+        for record, one in zip(records, facts, strict=True):
+            matched = rt.evaluator.matches(one, customer_campaigns=record["is_primary"])
+            counts["matches"] += len(matched)
+        took["rules"] += time.perf_counter() - t
         t = time.perf_counter()
-        for record, facts in zip(records, all_facts, strict=True):
+        for record, one in zip(records, facts, strict=True):
             primary = record["is_primary"]
-            base_matches += len(rt.evaluator.predicate_only(facts, customer_campaigns=primary))
-        base_s += time.perf_counter() - t
-        vehicles += len(records)
+            counts["baseline_matches"] += len(
+                rt.evaluator.predicate_only(one, customer_campaigns=primary)
+            )
+        took["baseline"] += time.perf_counter() - t
+        counts["vehicles"] += len(records)
+    return {**took, **counts}
 
-    # From the sweep's start to its last ledger row; delivering is bench/dispatch.py's to measure.
-    t = time.perf_counter()
-    run.sweep_inprocess(as_of, deliver=False)
-    e2e_s = time.perf_counter() - t
-    actors.broker.flush_all()
-    with rt.engine.connect() as conn:
-        from sqlalchemy import func, select
 
-        from crm.models import Delivery
+def ledger_rows() -> int:
+    from sqlalchemy import func, select
 
-        rows = conn.execute(select(func.count()).select_from(Delivery)).scalar_one()
+    from crm.models import Delivery
+    from worker.runtime import get_runtime
 
-    figures = {
+    with get_runtime().engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Delivery)).scalar_one())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vehicles", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--db", default="sqlite", help="sqlite, postgresql, or a SQLAlchemy URL")
+    parser.add_argument("--broker", default="inprocess", choices=("inprocess", "redis"))
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (redis)")
+    parser.add_argument("--batch", type=int, default=2000, help="vehicles per evaluate message")
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    args = parser.parse_args()
+
+    redis = args.broker == "redis"
+    os.environ.pop("MILEPOST_BROKER_URL", None)
+    if redis:  # before anything reads the settings: this process sends the sweep message
+        os.environ["MILEPOST_BROKER_URL"] = cluster.REDIS_URL
+        os.environ["MILEPOST_METRICS_PORT"] = "0"
+    os.environ["MILEPOST_WORKER_THREADS"] = "1"
+    os.environ["MILEPOST_SWEEP_BATCH"] = str(args.batch)
+    os.environ["MILEPOST_SWEEP_LEDGER_ONLY"] = "1"  # time the sweep, not queuing deliveries
+    today = datetime.now(UTC).date()
+
+    with ExitStack() as stack:
+        url = args.db
+        if url == "sqlite":
+            url = sqlite_url(args.vehicles)
+        elif url == "postgresql":
+            url = stack.enter_context(cluster.postgres_database(keep=args.keep))
+        os.environ["MILEPOST_DATABASE_URL"] = url
+        t0 = time.perf_counter()
+        build(url, args.vehicles, args.seed, today)
+        if url.startswith("postgresql"):
+            cluster.analyze(url)
+        print(f"generated {args.vehicles:,} vehicles in {time.perf_counter() - t0:.1f} s")
+
+        as_of = datetime.now(UTC)
+        took = phases(as_of, args.batch)
+        worker_rss: list[float] = []
+        if redis:
+            group = stack.enter_context(cluster.workers(args.workers, url))
+            wall_s = cluster.sweep(as_of.isoformat(), args.batch)
+            worker_rss = group.peak_rss_mb()
+        else:
+            from worker import run
+
+            t = time.perf_counter()
+            run.sweep_inprocess(as_of, deliver=False)
+            wall_s = time.perf_counter() - t
+        rows = ledger_rows()
+        report(args, took, wall_s, rows, worker_rss)
+
+
+def report(
+    args: argparse.Namespace,
+    took: dict[str, Any],
+    wall_s: float,
+    rows: int,
+    worker_rss: list[float],
+) -> None:
+    vehicles = took["vehicles"]
+    figures: dict[str, Any] = {
         "vehicles": vehicles,
-        "vehicles_per_s": round(vehicles / e2e_s),
-        "rules_per_s": round(vehicles / (facts_s + rules_s)),
-        "baseline_per_s": round(vehicles / (facts_s + base_s)),
-        "peak_rss_mb": round(rss_mb(), 1),
+        "vehicles_per_s": round(vehicles / wall_s),
+        "rules_per_s": round(vehicles / (took["facts"] + took["rules"])),
+        "baseline_per_s": round(vehicles / (took["facts"] + took["baseline"])),
+        "read_per_s": round(vehicles / took["read"]),
+        "peak_rss_mb": max(worker_rss) if worker_rss else round(rss_mb(), 1),
     }
-    print(f"read rows alone          {vehicles / read_s:>10,.0f} vehicles/s")
-    print(f"facts alone              {vehicles / facts_s:>10,.0f} vehicles/s")
+    where = f"{args.workers} worker processes" if worker_rss else "1 thread"
+    print(f"read rows alone          {figures['read_per_s']:>10,} vehicles/s")
+    print(f"facts alone              {vehicles / took['facts']:>10,.0f} vehicles/s")
     print(
-        f"facts -> matches         {figures['rules_per_s']:>10,} vehicles/s ({matches:,} matches)"
+        f"facts -> matches         {figures['rules_per_s']:>10,} vehicles/s "
+        f"({took['matches']:,} matches)"
     )
     print(
         f"facts -> Python baseline {figures['baseline_per_s']:>10,} vehicles/s "
-        f"({base_matches:,} matches)"
+        f"({took['baseline_matches']:,} matches)"
     )
     print(
-        f"end to end (1 thread)    {figures['vehicles_per_s']:>10,} vehicles/s "
-        f"({e2e_s:.1f} s to the last of {rows:,} ledger rows)"
+        f"end to end ({where}) {figures['vehicles_per_s']:>10,} vehicles/s "
+        f"({wall_s:.1f} s to the last of {rows:,} ledger rows)"
     )
-    print(f"peak RSS                 {figures['peak_rss_mb']:>10} MB")
+    if worker_rss:
+        print(f"peak RSS per worker      {', '.join(f'{mb} MB' for mb in worker_rss)}")
+        figures |= {
+            "wall_s": round(wall_s, 2),
+            "workers": args.workers,
+            "worker_rss_mb": worker_rss,
+        }
+    else:
+        print(f"peak RSS                 {figures['peak_rss_mb']:>10} MB")
     print(json.dumps(figures))
 
 

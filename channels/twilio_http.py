@@ -1,4 +1,4 @@
-"""The HTTP client the Twilio SDK sends through: urllib3, a timeout, no retries, a base URL for fakes.
+"""The HTTP client the Twilio SDK sends through: urllib3, a timeout, no retries, a fake's URL.
 
 Why not the SDK's TwilioHttpClient: it returns each answer through an attribute shared by every
 thread using the client (``_test_only_last_response``), so in a threaded worker one thread can

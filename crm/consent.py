@@ -47,7 +47,7 @@ def set_consent(
         # A DMS re-import of last year's consent must not undo this morning's STOP.
         where=CS.c.updated_at <= stmt.excluded.updated_at,
     )
-    # RETURNING, not rowcount: psycopg counts a conflict the WHERE skipped as a row written.
+    # RETURNING, not rowcount: on PostgreSQL SQLAlchemy reported 1 for an upsert the WHERE skipped.
     return conn.execute(stmt.returning(CS.c.id)).first() is not None
 
 

@@ -150,7 +150,8 @@ class Delivery(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(64))
-    error_code: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    segments: Mapped[int | None] = mapped_column(Integer)  # SMS parts billed; None: not an SMS
     facts: Mapped[dict | None] = mapped_column(JSON)  # the facts at match time, for templates
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -32,7 +32,9 @@ def require_service(name: str, reason: str) -> None:
     pytest.skip(f"{name} unreachable ({reason}); start it to run this test")
 
 
-POSTGRES_ADMIN = os.environ.get("MILEPOST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN = os.environ.get(
+    "MILEPOST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("MILEPOST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

@@ -122,3 +122,58 @@ def test_two_sweeps_at_once_create_nothing_extra(tmp_path: Path, db_url: str) ->
     engine.dispose()
     assert keys == 0 and per_delivery == []
     assert total["deliveries"] > 0 and total["outbox"] > 0
+
+
+def test_a_ledger_only_sweep_queues_no_deliveries(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.sweep import LEDGER_ONLY, evaluate_range
+
+    generate(runtime.settings.database_url, customers=200, seed=5, today=DAY)
+    as_of = MORNING.isoformat()
+    monkeypatch.setenv(LEDGER_ONLY, "1")
+    assert evaluate_range(runtime, 1, 100, as_of) == []
+    monkeypatch.delenv(LEDGER_ONLY)
+    with runtime.engine.connect() as conn:
+        written = conn.execute(select(func.count()).select_from(D)).scalar_one()
+    due = evaluate_range(runtime, 101, 10_000, as_of)
+    assert written > 0 and due  # the same sweep, not stopped: the rows due now come back
+
+
+@pytest.mark.redis
+def test_messages_are_queued_on_redis_a_pipeline_at_a_time(redis_url: str) -> None:
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+
+    from worker.enqueue import PAGE, enqueue_all
+
+    broker = RedisBroker(url=redis_url)
+    seen: list[int] = []
+
+    @dramatiq.actor(broker=broker, queue_name="enqueue-test", max_retries=0)
+    def note(i: int) -> None:
+        seen.append(i)
+
+    pipelines = 0
+    make_pipeline = broker.client.pipeline
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(*args, **kwargs)
+
+    broker.client.pipeline = counting  # type: ignore[method-assign]
+    count = 2 * PAGE + 1
+    enqueue_all(broker, [note.message(i) for i in range(count)])
+    assert pipelines == 3
+    assert broker.client.hlen("dramatiq:enqueue-test.msgs") == count
+
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        broker.join("enqueue-test", timeout=30_000)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.close()
+    assert sorted(seen) == list(range(count))  # every message once

@@ -6,6 +6,7 @@ import dramatiq
 
 from worker import deliver as delivering
 from worker import sweep as sweeping
+from worker import throttle
 from worker.broker import make_broker
 from worker.runtime import get_runtime
 from worker.settings import get_settings
@@ -32,11 +33,12 @@ def evaluate(lo: int, hi: int, as_of: str) -> None:
 
 
 @dramatiq.actor(queue_name="deliver", max_retries=3, max_age=DAY_MS)
-def deliver(delivery_id: int) -> None:
+def deliver(delivery_id: int, throttled: int = 0) -> None:
     """Send one ledger row through its channel, once."""
     # Transient provider trouble leaves the row in `retry` with its next due time; the
     # scheduler's release tick queues it again, so backoffs never hold a worker thread.
     outcome = delivering.deliver(get_runtime(), delivery_id)
-    if outcome.status == "throttled" and outcome.retry_in:
-        # Throttling is not a failure: come back shortly without spending a retry.
-        deliver.send_with_options(args=(delivery_id,), delay=int(outcome.retry_in * 1000))
+    if outcome.status == "throttled":
+        # Throttling is not a failure: come back later without spending a retry.
+        delay_ms = int(throttle.wait_s(throttled) * 1000)
+        deliver.send_with_options(args=(delivery_id, throttled + 1), delay=delay_ms)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import sys
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
+from rich.console import Console
 from sqlalchemy import text
 
 from worker.errors import friendly
+from worker.settings import Settings
+
+err = Console(stderr=True)
+# Below compose's stop_grace_period (60 s): jobs in progress get this long to finish, then the
+# worker requeues what it prefetched and exits before Docker resorts to SIGKILL.
+SHUTDOWN_TIMEOUT_MS = 50_000
+PREFETCH_PER_THREAD = 8  # Dramatiq's 2 per thread capped a thread at ~260 short jobs/s
+BROKER_TIMEOUT_S = 5
 
 
 def _logging() -> None:
@@ -25,28 +37,52 @@ def _logging() -> None:
     )
 
 
+def worker_command(
+    settings: Settings,
+    processes: int | None = None,
+    threads: int | None = None,
+    module: str = "worker.actors",
+) -> tuple[list[str], dict[str, str]]:
+    """The Dramatiq command line `milepost worker` runs on ``module``, and the variables it adds."""
+    from worker.metrics import multiprocess_dir
+
+    threads = threads or settings.worker_threads
+    # Dramatiq 2 has no --prefetch flag: dramatiq.worker reads this variable at import.
+    env = {
+        "dramatiq_queue_prefetch": str(settings.worker_prefetch or PREFETCH_PER_THREAD * threads)
+    }
+    if settings.metrics_port:
+        env["dramatiq_prom_db"] = env["PROMETHEUS_MULTIPROC_DIR"] = str(multiprocess_dir(settings))
+    argv = [sys.executable, "-m", "dramatiq", module]
+    argv += ["--processes", str(processes or settings.worker_processes)]
+    argv += ["--threads", str(threads), "--worker-shutdown-timeout", str(SHUTDOWN_TIMEOUT_MS)]
+    return argv, env
+
+
 @friendly
 def worker(
-    processes: Annotated[int, typer.Option(envvar="MILEPOST_WORKER_PROCESSES")] = 2,
-    threads: Annotated[int, typer.Option(envvar="MILEPOST_WORKER_THREADS")] = 8,
+    processes: Annotated[
+        int | None, typer.Option(help="Worker processes (default: MILEPOST_WORKER_PROCESSES)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per process (default: MILEPOST_WORKER_THREADS)")
+    ] = None,
 ) -> None:
     """Run Dramatiq worker processes on the configured broker (SIGTERM stops them gracefully)."""
     from worker.settings import get_settings
 
-    if not get_settings().broker_url:
+    settings = get_settings()
+    if not settings.broker_url:
         raise typer.BadParameter("set MILEPOST_BROKER_URL (redis://… or amqp://…) to run workers")
-    # Dramatiq's own CLI supervises the processes, restarts dead ones and handles signals.
-    args = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "worker.actors",
-        "--processes",
-        str(processes),
-        "--threads",
-        str(threads),
-    ]
-    os.execvp(args[0], args)
+    argv, extra = worker_command(settings, processes, threads)
+    if "dramatiq_prom_db" in extra:
+        # Files of processes killed last run would be counted forever: start empty.
+        shutil.rmtree(extra["dramatiq_prom_db"], ignore_errors=True)
+        os.makedirs(extra["dramatiq_prom_db"])
+    # Dramatiq's master process forwards SIGTERM to the workers, which finish their jobs. If a
+    # worker process dies it stops the rest and exits non-zero: the supervisor (compose's
+    # restart policy) starts a fresh set, and the broker gives the dead one's messages back.
+    os.execvpe(argv[0], argv, {**os.environ, **extra})
 
 
 @friendly
@@ -60,29 +96,82 @@ def scheduler() -> None:
 
 @friendly
 def api(
-    host: Annotated[str, typer.Option(envvar="MILEPOST_API_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="MILEPOST_API_PORT")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Default: MILEPOST_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: MILEPOST_API_PORT")] = None,
 ) -> None:
     """Serve the HTTP API: call list, Twilio webhooks, unsubscribe links, events."""
     from worker.api.app import serve
+    from worker.settings import get_settings
 
+    settings = get_settings()
     _logging()
-    serve(host, port)
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again with this handler in
+    # place: exit 0, as the worker and scheduler do, rather than die "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    serve(host or settings.api_host, port or settings.api_port)
+
+
+def broker_problem(url: str) -> str | None:
+    """Why the broker at ``url`` does not answer, or None when it does."""
+    where = urlsplit(url).hostname or url.split(":", 1)[0]  # never print the password
+    try:
+        if url.startswith(("amqp://", "amqps://")):
+            import pika
+
+            params = pika.URLParameters(url)
+            params.socket_timeout = params.blocked_connection_timeout = BROKER_TIMEOUT_S
+            params.connection_attempts = 1
+            pika.BlockingConnection(params).close()
+        else:
+            import redis
+
+            client = redis.Redis.from_url(
+                url, socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
+            )
+            client.ping()
+    except Exception as exc:  # any failure is the same answer: unhealthy, and why
+        detail = str(exc).strip() or "no connection"
+        return f"the broker at {where} does not answer ({type(exc).__name__}: {detail})"
+    return None
+
+
+def _api_problem(settings: Settings) -> str | None:
+    from urllib.request import urlopen
+
+    host = settings.api_host if settings.api_host not in ("0.0.0.0", "", "::") else "127.0.0.1"
+    url = f"http://{host}:{settings.api_port}/health"
+    try:
+        with urlopen(url, timeout=BROKER_TIMEOUT_S) as response:
+            response.read()
+    except Exception as exc:  # 503 (database down) and "connection refused" alike
+        return f"the API at {url} does not answer ({exc})"
+    return None
 
 
 @friendly
 def health(
     worker: Annotated[bool, typer.Option("--worker", help="Also check the broker")] = False,
+    api: Annotated[bool, typer.Option("--api", help="Also check the API's /health")] = False,
 ) -> None:
-    """Exit 0 when the database (and with --worker the broker) answers; for health checks."""
+    """Exit 0 when the database (--worker: and the broker; --api: and the API) answers."""
     from crm.db import get_engine
     from worker.settings import get_settings
 
     settings = get_settings()
     with get_engine(settings.database_url).connect() as conn:
         conn.execute(text("SELECT 1"))
-    if worker and settings.broker_url and settings.broker_url.startswith("redis"):
-        import redis
-
-        redis.Redis.from_url(settings.broker_url, socket_timeout=5).ping()
-    typer.echo("ok")
+    checked = ["database"]
+    problem = None
+    if worker:
+        checked.append("broker")
+        if not settings.broker_url:
+            problem = "MILEPOST_BROKER_URL is not set: there is no broker for workers"
+        else:
+            problem = broker_problem(settings.broker_url)
+    if api and problem is None:
+        checked.append("API")
+        problem = _api_problem(settings)
+    if problem:
+        err.print(f"[red]Unhealthy: {problem}.[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"ok: the {', '.join(checked)} answered")

@@ -1,7 +1,12 @@
-"""Deliver one ledger row: claim it, check the policies, render, hand it to its channel, record.
+"""Deliver one ledger row: read it, check the policies, claim it, render, send it, record.
 
 Claim, then act: the conditional UPDATE lets exactly one job move a row to `sending`; every
 other job (a retry, a duplicate message, a second worker) finds nothing to claim and stops.
+The claim is committed before the provider is asked, so a worker that dies mid-send leaves
+the row in `sending`, which the scheduler turns into `unknown`: never sent twice.
+
+    pending/retry/deferred --policies--> suppressed | deferred
+                           --claim--> sending --> sent | failed | retry | unknown
 """
 
 from __future__ import annotations
@@ -11,22 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
-
-from channels.base import ChannelError, Message
+from channels.base import ChannelError, DeliveryUncertain, Message, Receipt
 from channels.call import CallListChannel
 from channels.outbox import OutboxChannel
-from crm.models import Customer, Delivery, table
-from worker import policies, throttle
+from crm.consent import set_consent
+from worker import claims, journeys, policies, throttle
 from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.deliver")
-D, C = table(Delivery), table(Customer)
-CLAIMABLE = ("pending", "retry", "deferred")
-MAX_ATTEMPTS = 5
-BACKOFF_S = 30.0
-BACKOFF_CAP_S = 3600.0
 THROTTLE_WAIT_S = 1.0
+# Provider codes that mean "the customer opted out", recorded in consents as they come back.
+OPTED_OUT = {("sms", "21610")}
 
 
 @dataclass(frozen=True)
@@ -36,125 +36,121 @@ class Outcome:
     retry_in: float | None = None  # seconds until the next attempt (retry, throttled)
 
 
-def claim(conn: Connection, delivery_id: int, now: datetime) -> dict[str, Any] | None:
-    """Move the row to `sending` if it is claimable and due; the row, or None if another has it."""
-    won = conn.execute(
-        update(D)
-        .where(D.c.id == delivery_id, D.c.status.in_(CLAIMABLE), D.c.due_at <= now)
-        .values(status="sending", attempts=D.c.attempts + 1, updated_at=now, sent_at=now)
-    )
-    if won.rowcount != 1:
-        return None
-    return dict(conn.execute(select(D).where(D.c.id == delivery_id)).mappings().one())
-
-
-def record(conn: Connection, delivery_id: int, now: datetime, **values: Any) -> None:
-    conn.execute(update(D).where(D.c.id == delivery_id).values(updated_at=now, **values))
-
-
 def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outcome:
     """Run one delivery to its next state; never sends a row twice."""
     now = now or datetime.now(UTC)
-    with rt.engine.begin() as conn:
-        channel: str | None = conn.execute(
-            select(D.c.channel).where(D.c.id == delivery_id)
-        ).scalar()
-        # Over the provider's rate: wait without claiming, so it costs no attempt. The outbox
-        # and the call list are ours, not a provider's, and have no rate to respect.
-        adapter = rt.channels.get(channel or "")
-        ours = adapter is None or isinstance(adapter, OutboxChannel | CallListChannel)
-        if channel and not ours and not throttle.take_slot(rt.settings, channel):
-            return Outcome("throttled", retry_in=THROTTLE_WAIT_S)
-        row = claim(conn, delivery_id, now)
-        if row is None:
-            return Outcome("skipped", "not claimable: already handled, or not due")
-        customer = conn.execute(select(C).where(C.c.id == row["customer_id"])).mappings().one()
-        decision = policies.check(rt, conn, row, customer, now)
-        if decision.status != "send":
-            # A deferred row keeps its claimability and becomes due when its window opens.
-            due = {"due_at": decision.until} if decision.until else {}
-            record(conn, delivery_id, now, status=decision.status, reason=decision.reason, **due)
-            return Outcome(decision.status, decision.reason)
-    try:
-        message = _message(rt, row, decision.recipient, now)
-    except Exception as exc:  # a template that passed `campaigns check` but failed on this data
+    with rt.engine.connect() as conn:
+        row = claims.read(conn, delivery_id, now, policies.competing_params(rt, now))
+    if row is None:
+        return Outcome("skipped", "not claimable: already handled, or not due")
+    decision = policies.check(rt, row, now)
+    if decision.status == "send" and row["step"] > 0:
+        # A journey's later step: its `unless:` is judged on the facts of today, not the match.
+        with rt.engine.connect() as conn:
+            cancelled = journeys.cancel_reason(rt, conn, row, now)
+        if cancelled:
+            decision = policies.Decision("cancelled", cancelled)
+    if decision.status != "send":
+        # A deferred row stays claimable and becomes due when its window opens.
         with rt.engine.begin() as conn:
-            record(conn, delivery_id, now, status="failed", reason=f"render: {exc}"[:200])
-        log.exception("delivery %s: rendering failed", delivery_id)
-        return Outcome("failed", "render")
-    return _send(rt, row, message, now)
-
-
-def _send(rt: Runtime, row: dict[str, Any], message: Message, now: datetime) -> Outcome:
-    delivery_id = row["id"]
+            won = claims.settle(conn, row, now, decision.status, decision.reason, decision.until)
+        if not won:
+            return Outcome("skipped", "another job changed the row first")
+        return Outcome(decision.status, decision.reason)
     channel = rt.channels[row["channel"]]
+    # Over the provider's rate: leave the row as it is and come back shortly; nothing was
+    # claimed, so it costs no attempt. The outbox and the call list are ours: no rate.
+    if not isinstance(channel, OutboxChannel | CallListChannel) and not throttle.take_slot(
+        rt.settings, row["channel"]
+    ):
+        return Outcome("throttled", retry_in=THROTTLE_WAIT_S)
+    with rt.engine.begin() as conn:
+        if not claims.claim(conn, row, now):
+            return Outcome("skipped", "another job claimed the row first")
+    try:
+        message = _message(rt, row, decision.recipient)
+    except Exception as exc:  # a template that passed `campaigns check` but failed on this data
+        log.exception("delivery %s: rendering failed", delivery_id)
+        return _record(rt, row, now, "failed", reason=f"render: {exc}")
     try:
         receipt = channel.send(message)
     except ChannelError as exc:
-        with rt.engine.begin() as conn:
-            if exc.permanent:
-                record(
-                    conn,
-                    delivery_id,
-                    now,
-                    status="failed",
-                    reason=str(exc)[:200],
-                    error_code=exc.code,
-                )
-                return Outcome("failed", str(exc))
-            if row["attempts"] >= MAX_ATTEMPTS:
-                record(
-                    conn,
-                    delivery_id,
-                    now,
-                    status="failed",
-                    error_code=exc.code,
-                    reason=f"gave up after {row['attempts']} attempts: {exc}"[:200],
-                )
-                return Outcome("failed", "retries exhausted")
-            wait = min(BACKOFF_S * 2 ** (row["attempts"] - 1), BACKOFF_CAP_S)
-            record(
-                conn,
-                delivery_id,
-                now,
-                status="retry",
-                reason=str(exc)[:200],
-                error_code=exc.code,
-                due_at=now + timedelta(seconds=wait),
-            )
-            return Outcome("retry", str(exc), retry_in=wait)
+        return _failed(rt, row, now, exc)
     except Exception as exc:
         # We cannot tell whether the provider took it: never resend blindly.
-        with rt.engine.begin() as conn:
-            record(
-                conn,
-                delivery_id,
-                now,
-                status="unknown",
-                reason=f"{type(exc).__name__}: {exc}"[:200],
-            )
         log.exception("delivery %s: outcome unknown", delivery_id)
-        return Outcome("unknown", str(exc))
-    with rt.engine.begin() as conn:
-        record(
-            conn,
-            delivery_id,
-            now,
-            status=receipt.status,
-            provider_id=receipt.provider_id,
-            reason=None,
+        reason = f"{type(exc).__name__}: {exc}"
+        return _record(rt, row, now, "unknown", reason=reason, tried=True, sent_at=now)
+    return _sent(rt, row, now, receipt, message)
+
+
+def _sent(
+    rt: Runtime, row: dict[str, Any], now: datetime, receipt: Receipt, message: Message
+) -> Outcome:
+    return _record(
+        rt,
+        row,
+        now,
+        receipt.status,
+        provider_id=receipt.provider_id,
+        segments=message.segments,
+        tried=True,
+        sent_at=now,
+    )
+
+
+def _failed(rt: Runtime, row: dict[str, Any], now: datetime, exc: ChannelError) -> Outcome:
+    """Uncertain -> unknown; permanent -> failed; transient -> retry with backoff, or failed."""
+    reason, code = str(exc), exc.code
+    if isinstance(exc, DeliveryUncertain):  # before `permanent`: a resend could be a duplicate
+        return _record(
+            rt, row, now, "unknown", reason=reason, error_code=code, tried=True, sent_at=now
         )
-    return Outcome(receipt.status)
+    if exc.permanent:
+        opt_out = (row["channel"], code) in OPTED_OUT
+        return _record(
+            rt, row, now, "failed", reason=reason, error_code=code, tried=True, opt_out=opt_out
+        )
+    attempt = row["attempts"] + 1
+    settings = rt.settings
+    if attempt >= settings.retry_max_attempts:
+        reason = f"gave up after {attempt} attempts: {exc}"
+        return _record(rt, row, now, "failed", reason=reason, error_code=code, tried=True)
+    wait = backoff(attempt, settings.retry_backoff_s, settings.retry_backoff_cap_s)
+    due = now + timedelta(seconds=wait)
+    _record(rt, row, now, "retry", reason=reason, error_code=code, tried=True, due_at=due)
+    return Outcome("retry", reason, retry_in=wait)
 
 
-def _message(rt: Runtime, row: dict[str, Any], recipient: str, now: datetime) -> Message:
+def backoff(attempt: int, first_s: float, cap_s: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1, 2, …): doubling, capped."""
+    return float(min(first_s * 2 ** (attempt - 1), cap_s))
+
+
+def _record(
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    status: str,
+    *,
+    opt_out: bool = False,
+    **values: Any,
+) -> Outcome:
+    with rt.engine.begin() as conn:
+        claims.record(conn, row["id"], now, status, **values)
+        if opt_out:
+            set_consent(conn, row["customer_id"], row["channel"], False, "provider-opt-out", now)
+    return Outcome(status, values.get("reason"))
+
+
+def _message(rt: Runtime, row: dict[str, Any], recipient: str) -> Message:
     facts = dict(row["facts"] or {})
     context = {**facts, "dealer": rt.dealer()}
     language = facts.get("customer", {}).get("language", "zh")
     rendered = rt.templates.render(row["template"], language, context, row["channel"])
-    step = rt.campaigns[row["campaign"]].steps[row["step"]]
     due_by = None
     if row["channel"] == "call":
+        step = rt.campaigns[row["campaign"]].steps[row["step"]]
         due_by = row["due_at"] + (step.due or timedelta(days=2))
     return Message(
         delivery_id=row["id"],

@@ -25,6 +25,18 @@ def _parse_window(value: str) -> tuple[time, time]:
         raise ValueError(f"{value!r} is not a window like 09:00-20:00") from None
 
 
+def parse_cap(value: str) -> tuple[int, int]:
+    """`2/7d` -> (2, 7): messages per period of days."""
+    count, _, period = value.partition("/")
+    try:
+        limit, days = int(count), int(period.strip().removesuffix("d"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a cap like 2/7d (messages / days)") from None
+    if limit < 0 or days < 1:
+        raise ValueError(f"{value!r}: the count must be 0 or more, the period 1 day or more")
+    return limit, days
+
+
 class Settings(BaseSettings):
     """Everything an operator can configure; see .env.example."""
 
@@ -39,10 +51,22 @@ class Settings(BaseSettings):
     sweep_time: time = time(8, 0)
     sweep_batch: int = 2000
     worker_threads: int = 4
+    # `milepost worker`: processes, and messages each holds per queue (unset: 8 per thread)
+    worker_processes: int = 2
+    worker_prefetch: int | None = None
+    metrics_host: str = "0.0.0.0"  # the worker's Prometheus endpoint
+    metrics_port: int = 9191  # 0: no metrics endpoint
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     km_per_day: dict[str, float] = {"private": 40, "corporate": 60, "government": 50, "taxi": 300}
     quiet_hours: str = "09:00-20:00"
     phone_region: str = "CN"
     frequency_cap: str = "2/7d"  # marketing messages per customer per period
+    frequency_cap_sms: str | None = None  # set: SMS get their own cap, counting SMS only
+    frequency_cap_email: str | None = None  # set: e-mail gets its own cap, counting e-mail only
+    retry_max_attempts: int = 5  # sends of one message before a transient error is final
+    retry_backoff_s: float = 30.0  # wait after the first transient error, doubled each time
+    retry_backoff_cap_s: float = 3600.0
     # Twilio (sms): unset account SID = sms goes to the outbox
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
@@ -76,6 +100,13 @@ class Settings(BaseSettings):
     @classmethod
     def _window(cls, value: str) -> str:
         _parse_window(value)
+        return value
+
+    @field_validator("frequency_cap", "frequency_cap_sms", "frequency_cap_email")
+    @classmethod
+    def _cap(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_cap(value)
         return value
 
     @property

@@ -1,19 +1,28 @@
-"""The sweep: every vehicle's facts against every campaign, as ledger rows, range by range."""
+"""The sweep: every vehicle's facts against every campaign, as ledger rows, range by range.
+
+``MILEPOST_SWEEP_LEDGER_ONLY=1`` stops a sweep at the ledger: `evaluate_range` reports no row as
+due, so the `evaluate` actor queues no deliveries and the rows wait, pending, for the
+scheduler's release tick. Benchmarks use it to time the sweep alone (bench/sweep.py).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-import dramatiq
 
 from crm.records import id_ranges, load_records
 from rules.campaign import Campaign
 from rules.facts import derive
 from worker import ledger
+from worker.enqueue import enqueue_all
+from worker.ledger_batch import LedgerBatch
 from worker.runtime import Runtime
+from worker.stored_facts import Kept, kept_facts, narrow
+
+LEDGER_ONLY = "MILEPOST_SWEEP_LEDGER_ONLY"
+__all__ = ["LEDGER_ONLY", "enqueue_all", "evaluate_range", "plan_ranges"]
 
 
 def plan_ranges(rt: Runtime, batch: int | None = None) -> list[tuple[int, int]]:
@@ -22,45 +31,53 @@ def plan_ranges(rt: Runtime, batch: int | None = None) -> list[tuple[int, int]]:
         return id_ranges(conn, batch or rt.settings.sweep_batch)
 
 
-def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
-    """Queue ``messages`` in order."""
-    for message in messages:
-        broker.enqueue(message)
-
-
 def evaluate_range(
     rt: Runtime, lo: int, hi: int, as_of: str, now: datetime | None = None
 ) -> list[int]:
     """Match vehicles lo..hi as of ``as_of``; returns the ids of new ledger rows due now."""
     moment = datetime.fromisoformat(as_of)
     now = now or max(datetime.now(UTC), moment)
-    local_day = moment.astimezone(rt.settings.tz).date()
+    tz, holidays, rates = rt.settings.tz, rt.holidays, rt.settings.km_per_day
+    local_day = moment.astimezone(tz).date()
+    matches = rt.evaluator.matches
     with rt.engine.connect() as conn:
         records = load_records(conn, lo, hi)
-    matched: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
+    # campaign id -> (campaign, [(subject id, record, facts)]), in the Evaluator's order
+    hits: dict[str, tuple[Campaign, list[tuple[int, Mapping[str, Any], Any]]]] = {}
     for record in records:
-        facts = derive(
-            record,
-            moment,
-            tz=rt.settings.tz,
-            holidays=rt.holidays,
-            km_per_day=rt.settings.km_per_day,
-        )
-        for campaign in rt.evaluator.matches(facts, customer_campaigns=record["is_primary"]):
-            matched[campaign.id].append((record, facts))
-    rows: list[dict[str, Any]] = []
+        facts = derive(record, moment, tz=tz, holidays=holidays, km_per_day=rates)
+        for campaign in matches(facts, customer_campaigns=record["is_primary"]):
+            subject = record["vehicle_id" if campaign.subject == "vehicle" else "customer_id"]
+            entry = hits.get(campaign.id)
+            if entry is None:
+                entry = hits[campaign.id] = (campaign, [])
+            entry[1].append((subject, record, facts))
+    kept = _kept_facts(rt)
     with rt.engine.begin() as conn:
-        for campaign_id, hits in matched.items():
-            campaign = rt.campaigns[campaign_id]
-            seen = ledger.recently_matched(
-                conn, campaign, (_subject(campaign, r) for r, _ in hits), local_day
-            )
-            for record, facts in hits:
-                if _subject(campaign, record) not in seen:
-                    rows.extend(ledger.plan(campaign, record, facts, local_day, moment, now))
-        created = ledger.insert(conn, rows)
+        periodic = [(c, [s for s, _, _ in found]) for c, found in hits.values() if c.every_days]
+        seen = ledger.recently_matched_many(conn, periodic, local_day)
+        batch = LedgerBatch(conn.dialect, local_day, moment, now)
+        for campaign, found in hits.values():
+            skip = seen.get(campaign.id, ())
+            keep = kept.get(campaign.id)
+            for subject, owner, all_facts in found:
+                if subject not in skip:
+                    batch.add(campaign, owner, narrow(all_facts, keep))
+        created = batch.insert(conn)
+    if os.environ.get(LEDGER_ONLY, "") not in ("", "0"):
+        return []
     return [delivery_id for delivery_id, due_at in created if due_at <= now]
 
 
-def _subject(campaign: Campaign, record: dict[str, Any]) -> int:
-    return int(record["vehicle_id"] if campaign.subject == "vehicle" else record["customer_id"])
+_kept: tuple[object, object, dict[str, Kept | None]] | None = None
+
+
+def _kept_facts(rt: Runtime) -> dict[str, Kept | None]:
+    # Worked out once per set of campaigns and templates (a new Runtime has new ones).
+    global _kept
+    campaigns, templates = rt.campaigns, rt.templates
+    cached = _kept
+    if cached is None or cached[0] is not campaigns or cached[1] is not templates:
+        kept = {cid: kept_facts(c, templates) for cid, c in campaigns.items()}
+        cached = _kept = (campaigns, templates, kept)
+    return cached[2]

@@ -1,0 +1,263 @@
+"""The delivery state machine, through the real Twilio SDK, against the fake Twilio server.
+
+Every fault ends each row in exactly one of sent / failed / suppressed / unknown, with a reason,
+and the fake's own count shows no message reached it twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import time_machine
+from sendkit import (
+    FINAL,
+    OPEN,
+    PHONE,
+    D,
+    add_customer,
+    add_delivery,
+    consent,
+    row,
+    run_to_end,
+    sms_runtime,
+)
+from sqlalchemy import select
+
+from channels.base import Message
+from channels.fakes.twilio_server import FakeTwilio, Reply
+from rules.sms import fit
+from worker import actors, scheduler
+from worker.deliver import backoff, deliver
+from worker.enqueue import enqueue_all
+from worker.inprocess import running
+from worker.runtime import Runtime
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture
+def rt(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fake: FakeTwilio) -> Runtime:
+    return sms_runtime(monkeypatch, fake)
+
+
+def test_it_sends_once_and_records_the_sid_the_segments_and_the_attempt(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    delivery = add_delivery(rt, add_customer(rt))
+
+    assert deliver(rt, delivery, OPEN).status == "sent"
+    assert deliver(rt, delivery, OPEN).status == "skipped"  # a second job for the same row
+
+    (request,) = fake.requests
+    sent = row(rt, delivery)
+    assert (sent["status"], sent["attempts"], sent["reason"]) == ("sent", 1, None)
+    assert sent["provider_id"] == request.sid and sent["sent_at"] == OPEN
+    assert request.to == PHONE and request.body
+    assert sent["segments"] == fit(request.body)[2] >= 1
+
+
+FAULTS = [
+    # reply, final status, error code recorded, messages the provider created, requests made
+    (Reply.accept(delay_s=1.5), "unknown", "twilio-timeout", 1, 1),
+    (Reply.server_error(500), "unknown", "20500", 0, 1),
+    (Reply.server_error(502, json_body=False), "unknown", "502", 0, 1),
+    (Reply.connection_reset(), "unknown", "twilio-connection-lost", 1, 1),
+    (Reply.error(21211), "failed", "21211", 0, 1),
+    (Reply.error(21610), "failed", "21610", 0, 1),
+    (Reply.error(20429), "failed", "20429", 0, 5),  # a 429 that never ends: retries run out
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "code", "created", "requests"),
+    FAULTS,
+    ids=["timeout", "500", "502-plain", "reset", "21211", "21610", "429-always"],
+)
+def test_each_fault_ends_the_row_once_with_its_reason_and_never_sends_twice(
+    rt: Runtime,
+    fake: FakeTwilio,
+    reply: Reply,
+    status: str,
+    code: str,
+    created: int,
+    requests: int,
+) -> None:
+    fake.for_recipient(PHONE, reply)
+    delivery = add_delivery(rt, add_customer(rt))
+
+    final = run_to_end(rt, delivery, OPEN)
+    deliver(rt, final["id"], final["updated_at"] + timedelta(days=1))  # a late duplicate job
+
+    assert (final["status"], final["error_code"]) == (status, code)
+    assert final["reason"] and final["attempts"] == requests
+    assert row(rt, delivery)["status"] == status  # the late job changed nothing
+    assert len(fake.requests) == requests and fake.stats()["created"] == created
+    assert PHONE not in final["reason"]
+
+
+def test_a_burst_of_429_retries_with_doubling_waits_then_sends_once(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    fake.then(Reply.error(20429), times=3)
+    delivery = add_delivery(rt, add_customer(rt))
+
+    now, waits = OPEN, []
+    for _ in range(3):
+        assert deliver(rt, delivery, now).status == "retry"
+        retry = row(rt, delivery)
+        waits.append((retry["due_at"] - now).total_seconds())
+        assert deliver(rt, delivery, retry["due_at"] - timedelta(seconds=1)).status == "skipped"
+        now = retry["due_at"]
+    assert deliver(rt, delivery, now).status == "sent"
+
+    assert waits == [30, 60, 120]
+    assert row(rt, delivery)["attempts"] == 4
+    assert fake.stats()["created"] == 1 and fake.duplicates() == {}
+
+
+def test_backoff_doubles_and_stops_at_the_cap() -> None:
+    assert [backoff(n, 30, 3600) for n in range(1, 9)] == [
+        30,
+        60,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+    ]
+
+
+def test_an_unsubscribed_recipient_is_recorded_as_opted_out_and_not_asked_again(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    fake.for_recipient(PHONE, Reply.error(21610))
+    customer = add_customer(rt)
+    first, second = add_delivery(rt, customer), add_delivery(rt, customer, "birthday")
+
+    assert deliver(rt, first, OPEN).status == "failed"
+    assert consent(rt, customer, "sms") is False
+    outcome = deliver(rt, second, OPEN)
+
+    assert outcome.status == "suppressed" and "no_consent" in (outcome.reason or "")
+    assert len(fake.requests) == 1
+
+
+def test_an_unreachable_provider_is_retried_it_never_had_the_message(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeTwilio() as gone:
+        rt = sms_runtime(monkeypatch, gone)
+    delivery = add_delivery(rt, add_customer(rt))
+
+    assert deliver(rt, delivery, OPEN).status == "retry"
+    final = run_to_end(rt, delivery, OPEN)
+
+    assert final["status"] == "failed" and final["attempts"] == 5
+    assert "gave up after 5 attempts" in final["reason"] and final["error_code"] == "twilio-connect"
+
+
+def test_a_template_that_fails_on_this_row_fails_it_with_the_reason(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    delivery = add_delivery(rt, add_customer(rt), facts={"customer": {"language": "zh"}})
+
+    outcome = deliver(rt, delivery, OPEN)
+
+    assert outcome.status == "failed" and (row(rt, delivery)["reason"] or "").startswith("render:")
+    assert fake.requests == []
+
+
+def test_jobs_racing_for_one_row_send_it_once(rt: Runtime, fake: FakeTwilio) -> None:
+    fake.latency_s = 0.05
+    delivery = add_delivery(rt, add_customer(rt))
+    outcomes: list[str] = []
+    start = threading.Barrier(8)
+
+    def job() -> None:
+        start.wait()
+        outcomes.append(deliver(rt, delivery, OPEN).status)
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["sent"] + ["skipped"] * 7
+    assert len(fake.requests) == 1
+
+
+def test_threads_sharing_the_channel_each_get_their_own_answer(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    # The SDK's own HTTP client hands answers over through an attribute all threads share.
+    fake.latency_s = 0.002
+    channel = rt.channels["sms"]
+    receipts: dict[str, str] = {}
+
+    def send(n: int) -> None:
+        to = f"+86139{n:08d}"
+        for i in range(20):
+            message = Message(
+                delivery_id=i, channel="sms", recipient=to, body=f"{n}-{i}", customer_id=n,
+                campaign="t", priority=1,
+            )  # fmt: skip
+            receipts[f"{n}-{i}"] = channel.send(message).provider_id
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert receipts == {request.body: request.sid for request in fake.requests}
+
+
+def test_the_worker_ends_every_faulty_row_once_even_with_every_job_twice(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    """The Must-hold: all faults at once, through the actors and the scheduler's tick."""
+    scripts = {
+        "timeout": (Reply.accept(delay_s=1.5), None, "unknown"),
+        "500": (Reply.server_error(500), None, "unknown"),
+        "reset": (Reply.connection_reset(), None, "unknown"),
+        "21211": (Reply.error(21211), None, "failed"),
+        "21610": (Reply.error(21610), None, "failed"),
+        "429-burst": (Reply.error(20429), 2, "sent"),
+        "fine": (None, None, "sent"),
+    }
+    expected: dict[int, tuple[str, str]] = {}
+    for n, (reply, times, status) in enumerate(scripts.values()):
+        for k in range(3):
+            phone = f"+86139{n:04d}{k:04d}"
+            if reply is not None:
+                fake.for_recipient(phone, reply, times)
+            expected[add_delivery(rt, add_customer(rt, phone=phone))] = (status, phone)
+    actors.broker.flush_all()
+    with time_machine.travel(OPEN, tick=True) as clock, running(actors.broker, 8) as drain:
+        enqueue_all(actors.broker, [actors.deliver.message(i) for i in expected] * 2)
+        drain()
+        for _ in range(5):
+            with rt.engine.connect() as conn:
+                retry = select(D.c.due_at).where(D.c.status == "retry")
+                due = list(conn.execute(retry).scalars())
+            if not due:
+                break
+            clock.move_to(max(due) + timedelta(seconds=1))
+            scheduler.tick()
+            drain()
+
+    for delivery, (status, phone) in expected.items():
+        final = row(rt, delivery)
+        assert final["status"] == status, (phone, final)
+        assert final["status"] in FINAL and (final["reason"] or status == "sent")
+        assert sum(r.sid is not None for r in fake.requests if r.to == phone) <= 1
+    assert fake.duplicates() == {}
