@@ -30,5 +30,9 @@ lint: $(VENV)/.synced
 bench-sweep: $(VENV)/.synced
 	$(VENV)/bin/python bench/sweep.py
 
+# Needs Redis on 127.0.0.1:6379 (database 14 is emptied); prints figures, then one JSON line.
+bench-dispatch: $(VENV)/.synced
+	$(VENV)/bin/python bench/dispatch.py
+
 clean:
 	rm -rf $(VENV) $(TOOLS) milepost.db* demo-output

@@ -8,9 +8,10 @@ the Evaluator (Python pre-filter + durable_rules deciding); facts -> plain Pytho
 baseline); then the real sweep, from its start to the last ledger row. In process (the default)
 that is the in-process broker with one worker thread: one core. With ``--broker redis`` it is
 the `sweep` message on the real Redis broker and ``--workers`` `dramatiq` processes sharing the
-`evaluate` messages (bench/sweep_cluster.py). ``--db postgresql`` generates into a new
-PostgreSQL database, dropped at the end. Either way the sweep stops at the ledger
-(MILEPOST_SWEEP_LEDGER_ONLY): delivering is bench/dispatch.py's to measure.
+`evaluate` messages (bench/sweep_cluster.py), with their peak RSS and where the machine's CPU
+went meanwhile (workers, PostgreSQL, Redis, anything else, idle). ``--db postgresql``
+generates into a new PostgreSQL database, dropped at the end. Either way the sweep stops at
+the ledger (MILEPOST_SWEEP_LEDGER_ONLY): delivering is bench/dispatch.py's to measure.
 """
 
 from __future__ import annotations
@@ -138,18 +139,20 @@ def main() -> None:
         as_of = datetime.now(UTC)
         took = phases(as_of, args.batch)
         worker_rss: list[float] = []
+        cpu: dict[str, float] = {}
         if redis:
             group = stack.enter_context(cluster.workers(args.workers, url))
+            use = cluster.CpuUse(group)
             wall_s = cluster.sweep(as_of.isoformat(), args.batch)
-            worker_rss = group.peak_rss_mb()
+            cpu, worker_rss = use.since(), group.peak_rss_mb()
         else:
-            from worker import run
+            from worker import actors, run  # noqa: F401 — imported before the clock starts
 
             t = time.perf_counter()
             run.sweep_inprocess(as_of, deliver=False)
             wall_s = time.perf_counter() - t
         rows = ledger_rows()
-        report(args, took, wall_s, rows, worker_rss)
+        report(args, took, wall_s, rows, worker_rss, cpu)
 
 
 def report(
@@ -158,6 +161,7 @@ def report(
     wall_s: float,
     rows: int,
     worker_rss: list[float],
+    cpu: dict[str, float],
 ) -> None:
     vehicles = took["vehicles"]
     figures: dict[str, Any] = {
@@ -185,6 +189,13 @@ def report(
     )
     if worker_rss:
         print(f"peak RSS per worker      {', '.join(f'{mb} MB' for mb in worker_rss)}")
+        cores = os.cpu_count() or 1
+        other = cpu["machine"] - cpu["workers"] - cpu["postgresql"] - cpu["redis"]
+        print(
+            f"CPU during the sweep     workers {cpu['workers']} s,"
+            f" PostgreSQL {cpu['postgresql']} s, Redis {cpu['redis']} s, other {other:.1f} s; idle"
+            f" {cores * wall_s - cpu['machine']:.1f} s of {cores} x {wall_s:.1f} s"
+        )
         figures |= {
             "wall_s": round(wall_s, 2),
             "workers": args.workers,

@@ -86,12 +86,15 @@ class Workers:
                 raise RuntimeError("the workers did not start:\n" + "".join(self.log[-30:]))
             time.sleep(0.05)
 
-    def peak_rss_mb(self) -> list[float]:
-        """VmHWM of each worker process (the children of the `dramatiq` command)."""
+    def pids(self) -> list[int]:
+        """The worker processes: the children of the `dramatiq` command."""
         pid = self.proc.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def peak_rss_mb(self) -> list[float]:
+        """VmHWM of each worker process."""
         peaks = []
-        for child in children:
+        for child in self.pids():
             status = Path(f"/proc/{child}/status").read_text()
             found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
             if found:
@@ -127,6 +130,54 @@ def workers(processes: int, database_url: str) -> Iterator[Workers]:
         yield group
     finally:
         group.stop()
+
+
+class CpuUse:
+    """CPU seconds spent by the workers, PostgreSQL, Redis and the whole machine in between."""
+
+    def __init__(self, group: Workers) -> None:
+        self.group = group
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        busy = sum(map(int, fields)) - int(fields[3]) - int(fields[4])  # minus idle, iowait
+        postgres = [
+            p for p in Path("/proc").iterdir() if p.name.isdigit() and _comm(p) == "postgres"
+        ]
+        return {
+            "workers": sum(_cpu(Path(f"/proc/{pid}")) for pid in self.group.pids()),
+            "postgresql": sum(_cpu(p) for p in postgres),
+            "redis": _redis_cpu(),
+            "machine": busy / tick,
+        }
+
+    def since(self) -> dict[str, float]:
+        end = self._now()
+        return {name: round(end[name] - self.start[name], 1) for name in end}
+
+
+def _comm(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cpu(proc: Path) -> float:
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # a process that ended in between
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _redis_cpu() -> float:
+    import redis
+
+    info = redis.Redis.from_url(REDIS_URL).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def sweep(as_of: str, batch: int) -> float:

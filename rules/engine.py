@@ -27,11 +27,12 @@ from durable.engine import Closure, Host
 from rules.campaign import Campaign
 from rules.conditions import compile_predicate
 from rules.durable_json import GUARD, compile_condition, field
+from rules.facts import json_encoder
 
 log = logging.getLogger(__name__)
 SCRUB = "milepost__scrub"  # set only on _scrub's facts
 _EMPTY: dict[str, Any] = {}
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode  # one, reused
+_encode = json_encoder(ensure_ascii=True)
 STATE_SLOTS = 8  # MAX_STATE_NODES of durable_rules' state.c: its first pool of sids
 
 

@@ -6,13 +6,14 @@ Pure and hot: the sweep calls ``derive`` once per vehicle, so everything that de
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from calendar import monthrange
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from dateutil.relativedelta import relativedelta
 
 from rules.catalog import TIERS
 
@@ -23,7 +24,7 @@ MIN_RATE_SPAN_DAYS = 30  # shorter odometer histories give wild rates: use the d
 class _Clock:
     """What one ``as_of`` means in one time zone: the local day and the ``today`` facts."""
 
-    __slots__ = ("as_of", "holidays", "local", "offsets", "ordinal", "today", "tz")
+    __slots__ = ("as_of", "birthdays", "holidays", "local", "offsets", "ordinal", "today", "tz")
 
     def __init__(self, as_of: datetime, tz: ZoneInfo, holidays: Mapping[date, str]) -> None:
         if as_of.tzinfo is None or as_of.utcoffset() is None:
@@ -32,6 +33,7 @@ class _Clock:
         self.local = as_of.astimezone(tz).date()
         self.ordinal = self.local.toordinal()
         self.offsets = _DAY_OFFSETS.setdefault(tz, {})
+        self.birthdays: dict[int, int] = {}  # month * 100 + day -> days to it (366 at most)
         holiday = holidays.get(self.local)
         self.today = {
             "weekday": self.local.isoweekday(),
@@ -40,6 +42,13 @@ class _Clock:
             "holiday": holiday or "none",
             "is_holiday": holiday is not None,
         }
+
+    def days_to_birthday(self, birthday: date) -> int:
+        key = birthday.month * 100 + birthday.day
+        days = self.birthdays.get(key)
+        if days is None:
+            days = self.birthdays[key] = _days_to_birthday(birthday.month, birthday.day, self.local)
+        return days
 
     def local_ordinal(self, moment: datetime) -> int:
         """The ordinal of ``moment``'s local date; ~4x cheaper than astimezone for UTC input."""
@@ -91,10 +100,13 @@ def _clock(as_of: datetime, tz: ZoneInfo, holidays: Mapping[date, str]) -> _Cloc
 
 @lru_cache(maxsize=65536)
 def _warranty_end(delivered: int, months: int) -> int:
-    return (date.fromordinal(delivered) + relativedelta(months=months)).toordinal()
+    # relativedelta's meaning (the 31st plus a month is the month's last day), 15x faster.
+    start = date.fromordinal(delivered)
+    year, month = divmod(start.month - 1 + months, 12)
+    year, month = start.year + year, month + 1
+    return date(year, month, min(start.day, monthrange(year, month)[1])).toordinal()
 
 
-@lru_cache(maxsize=4096)
 def _days_to_birthday(month: int, day: int, today: date) -> int:
     def occurrence(year: int) -> date:
         # 29 February is celebrated on 28 February in common years.
@@ -151,7 +163,7 @@ def derive(
     if (rank := TIER_RANK.get(tier)) is not None:
         customer["tier_rank"] = rank
     if (day := r["birthday"]) is not None:
-        customer["days_to_birthday"] = _days_to_birthday(day.month, day.day, clock.local)
+        customer["days_to_birthday"] = clock.days_to_birthday(day)
     if (day := r["customer_last_visit_day"]) is not None:
         customer["days_since_last_visit"] = today - day.toordinal()
     if (day := r["last_complaint_closed"]) is not None:
@@ -214,3 +226,23 @@ def derive(
         vehicle["inspection_days_left"] = day.toordinal() - today
 
     return {"customer": customer, "vehicle": vehicle, "today": clock.today.copy()}
+
+
+def json_encoder(*, ensure_ascii: bool) -> Callable[[Any], str]:
+    """Compact JSON for facts (numbers, booleans, text; NaN and dates refused), reusable.
+
+    ``json.dumps`` builds a C encoder on every call, a third of its time on dicts this small;
+    this one is built once. Facts are never circular, so it keeps no markers.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # CPython's accelerator
+    if c_make_encoder is None:  # none here: the pure-Python encoder, built once too
+        return json.JSONEncoder(
+            ensure_ascii=ensure_ascii, allow_nan=False, separators=(",", ":")
+        ).encode
+
+    def refuse(value: Any) -> Any:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    strings = encode_basestring_ascii if ensure_ascii else encode_basestring
+    encode = c_make_encoder(None, refuse, strings, None, ":", ",", False, False, False)
+    return lambda value: "".join(encode(value, 0))

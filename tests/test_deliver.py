@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from conftest import CAMPAIGNS
 from sendkit import (
     FINAL,
     OPEN,
@@ -24,7 +25,7 @@ from sendkit import (
     run_to_end,
     sms_runtime,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from channels.base import Message
 from channels.fakes.twilio_server import FakeTwilio, Reply
@@ -33,7 +34,8 @@ from worker import actors, scheduler
 from worker.deliver import backoff, deliver
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
-from worker.runtime import Runtime
+from worker.prepared import Prepared, connection
+from worker.runtime import Runtime, reset_runtime
 
 
 @pytest.fixture
@@ -100,6 +102,8 @@ def test_each_fault_ends_the_row_once_with_its_reason_and_never_sends_twice(
     assert row(rt, delivery)["status"] == status  # the late job changed nothing
     assert len(fake.requests) == requests and fake.stats()["created"] == created
     assert PHONE not in final["reason"]
+    # A message that may have gone out keeps the segments it would be billed for.
+    assert (final["segments"] is not None) == (status == "unknown")
 
 
 def test_a_burst_of_429_retries_with_doubling_waits_then_sends_once(
@@ -261,3 +265,45 @@ def test_the_worker_ends_every_faulty_row_once_even_with_every_job_twice(
         assert final["status"] in FINAL and (final["reason"] or status == "sent")
         assert sum(r.sid is not None for r in fake.requests if r.to == phone) <= 1
     assert fake.duplicates() == {}
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_same_rows_send_defer_cap_and_record_the_same(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, fake: FakeTwilio
+) -> None:
+    monkeypatch.setenv("MILEPOST_DATABASE_URL", pg_url)
+    monkeypatch.setenv("MILEPOST_CAMPAIGNS", str(CAMPAIGNS))
+    rt = sms_runtime(monkeypatch, fake)
+    try:
+        customer = add_customer(rt)
+        capped = [add_delivery(rt, customer, c) for c in ("first-service", "birthday", "trade-in")]
+        night = add_delivery(rt, add_customer(rt, phone="+8613900000009", tz="Europe/Berlin"))
+        fake.for_recipient("+8613900000008", Reply.error(21610))
+        stop = add_customer(rt, phone="+8613900000008")
+
+        outcomes = [deliver(rt, i, OPEN).status for i in capped]
+        deferred = deliver(rt, night, OPEN + timedelta(hours=20))  # 23:00 in Berlin
+        opted_out = deliver(rt, add_delivery(rt, stop), OPEN)
+
+        assert outcomes == ["sent", "sent", "suppressed"]
+        assert (deferred.status, opted_out.status) == ("deferred", "failed")
+        assert consent(rt, stop, "sms") is False
+        sent = row(rt, capped[0])
+        assert sent["sent_at"] == OPEN and sent["segments"] >= 1 and sent["provider_id"]
+        assert deliver(rt, capped[0], OPEN).status == "skipped"
+    finally:
+        reset_runtime()
+
+
+def test_prepared_statements_convert_values_as_core_does(rt: Runtime) -> None:
+    delivery = add_delivery(rt, add_customer(rt))
+    by_id = Prepared(select(D).where(D.c.id == bindparam("id")))
+
+    with connection(rt.engine) as dbapi:
+        fast = by_id.first(dbapi, rt.engine.dialect, {"id": delivery})
+
+    assert fast == row(rt, delivery)  # aware datetimes, the facts as a dict, the same values
+    with pytest.raises(ValueError, match="expanding"):
+        Prepared(select(D).where(D.c.id.in_(bindparam("ids", expanding=True)))).compiled(
+            rt.engine.dialect
+        )

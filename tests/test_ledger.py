@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, insert, select
 
 from crm.migrate import upgrade
-from crm.models import Delivery, table
+from crm.models import Customer, Delivery, Vehicle, table
 from rules.campaign import load_campaigns
 from rules.catalog import LANGUAGES
 from rules.sample import sample_context
@@ -20,7 +20,7 @@ from worker.ledger_batch import LedgerBatch
 from worker.stored_facts import kept_facts, narrow
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
-D = table(Delivery)
+D, C, V = table(Delivery), table(Customer), table(Vehicle)
 DAY = date(2026, 11, 23)
 MATCHED = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
 NOW = MATCHED + timedelta(minutes=5)
@@ -66,10 +66,11 @@ def test_a_batch_inserted_twice_or_overlapping_makes_each_key_once(
         total = conn.execute(select(func.count()).select_from(D)).scalar_one()
         row = conn.execute(select(D).where(D.c.campaign == "first-service", D.c.step == 1)).first()
         nulls = conn.execute(select(func.count()).where(D.c.facts.is_(None))).scalar_one()
+        due_now = set(conn.execute(select(D.c.id).where(D.c.due_at <= NOW)).scalars())
     engine.dispose()
-    assert len(first) == 1600 * 3 and again == [] and len(overlap) == 100 * 3
-    assert total == 1700 * 3 and len({i for i, _ in first + overlap}) == total
-    assert {due for _, due in first} == {MATCHED, MATCHED + timedelta(days=7)}
+    # Back come the new rows due now (the SMS and the birthday), not the call in 7 days.
+    assert len(first) == 1600 * 2 and again == [] and len(overlap) == 100 * 2
+    assert set(first + overlap) == due_now and total == 1700 * 3
     assert row is not None and row.due_at == MATCHED + timedelta(days=7) and row.created_at == NOW
     facts = row.facts if isinstance(row.facts, dict) else json.loads(row.facts)
     assert facts == FACTS and row.subject_id == row.vehicle_id and row.status == "pending"
@@ -93,22 +94,35 @@ def test_every_campaigns_skip_subjects_reached_within_their_period(
 ) -> None:
     engine = create_engine(url)
     inspection, trade_in = campaigns["annual-inspection"], campaigns["trade-in"]  # 90d, 365d
+    win_back = campaigns["win-back"]  # a customer campaign, 365d
+    owners = {1: 10, 2: 10, 3: 11, 4: 11, 99: 12}  # vehicle -> customer; 99 is not in 1..4
     with engine.begin() as conn:
-        for day, campaign, vehicle in ((DAY - timedelta(days=100), inspection, 1),
-                                       (DAY - timedelta(days=80), inspection, 2),
-                                       (DAY - timedelta(days=100), trade_in, 3),
-                                       (DAY, inspection, 4)):  # fmt: skip
-            record = {"vehicle_id": vehicle, "customer_id": vehicle}
+        for customer in sorted(set(owners.values())):
+            conn.execute(insert(C).values(id=customer, code=f"C{customer}", name="x"))
+        for vehicle, customer in owners.items():
+            values = {"vin": f"VIN{vehicle:014d}", "make": "BYD", "model": "Han", "year": 2024}
+            conn.execute(
+                insert(V).values(id=vehicle, customer_id=customer, delivered_at=NOW, **values)
+            )
+        for ago, campaign, vehicle in (
+            (100, inspection, 1),  # before its 90 days
+            (80, inspection, 2),
+            (10, inspection, 99),  # another batch's vehicle
+            (100, trade_in, 3),
+            (0, inspection, 4),  # today's own row
+            (100, win_back, 1),  # customer 10
+            (10, win_back, 99),  # customer 12: not an owner here
+        ):
+            record = {"vehicle_id": vehicle, "customer_id": owners[vehicle]}
+            day = DAY - timedelta(days=ago)
             ledger.insert(conn, ledger.plan(campaign, record, None, day, MATCHED, NOW))
-        seen = ledger.recently_matched_many(
-            conn,
-            [(inspection, [1, 2, 4, 5]), (trade_in, [3]), (campaigns["first-service"], [1])],
-            DAY,
-        )
-        one = ledger.recently_matched(conn, inspection, [1, 2], DAY)
+        matched = [inspection, trade_in, win_back, campaigns["first-service"]]
+        seen = ledger.recently_matched_in_range(conn, matched, 1, 4, DAY)
+        one = ledger.recently_matched(conn, inspection, [1, 2, 99], DAY)
+        none = ledger.recently_matched(conn, campaigns["first-service"], [1], DAY)
     engine.dispose()
-    assert seen == {"annual-inspection": {2}, "trade-in": {3}}
-    assert one == {2}
+    assert seen == {"annual-inspection": {2}, "trade-in": {3}, "win-back": {10}}
+    assert one == {2, 99} and none == set()
 
 
 def test_rows_keep_only_the_facts_their_templates_print_and_still_render() -> None:

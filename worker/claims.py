@@ -1,10 +1,9 @@
-"""The ledger statements one delivery runs: read, claim (or settle), record. Built once, at import.
+"""The ledger statements one delivery runs: read, claim (or settle), record. Built once.
 
-A delivery is the hot path of every worker thread. Statements built per call cost ~250 µs of
-CPU each in SQLAlchemy (construction, cache key); these are built once with bind parameters,
-so each execution only looks up its compiled form. One read returns the row with everything
-the send-time policies need (address, time zone, consent, the messages competing for the
-frequency cap); a message that goes out then costs two writes: its claim and its outcome.
+One read returns the row with everything the send-time policies need (address, time zone,
+consent, the messages competing for the frequency cap); a message that goes out then costs
+two writes, its claim and its outcome. The statements run through worker.prepared: compiled
+once per database, executed on the pooled DBAPI connection (see there why).
 
 Claim, then act: the claim is an UPDATE conditional on the row being exactly as it was read
 (status and updated_at), so of any number of jobs that read the same row one wins; the others
@@ -14,58 +13,128 @@ renders RETURNING unqualified on SQLite, and a correlated subquery there reads i
 
 from __future__ import annotations
 
+import re
+import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
 
 from crm.models import Consent, Customer, Delivery, table
-from worker.policies import CAPPED_CHANNELS, competing
+from worker.policies import SENT, WAITING, CapScope
+from worker.prepared import Prepared
 
 D, C, CS = table(Delivery), table(Customer), table(Consent)
 CLAIMABLE = ("pending", "retry", "deferred")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # campaign ids and channels: safe as SQL literals
 
-_READ = (
-    select(
-        *D.c,
-        C.c.phone,
-        C.c.email,
-        C.c.timezone,
-        select(CS.c.allowed)
-        .where(CS.c.customer_id == D.c.customer_id, CS.c.channel == D.c.channel)
+
+def _among(column: Any, values: tuple[str, ...]) -> Any:
+    # Literals, not an IN list of parameters: the statement compiles once, with no
+    # per-execution rendering. The values are validated identifiers, never customer data.
+    if not values:
+        return false()
+    unsafe = [v for v in values if not _NAME.fullmatch(v)]
+    if unsafe:
+        raise ValueError(f"not an identifier, cannot go into SQL as a literal: {unsafe}")
+    return column.in_([literal_column(f"'{v}'") for v in values])
+
+
+def _competing(channel: str, counted: tuple[str, ...], marketing: tuple[str, ...]) -> Any:
+    """Marketing messages counted with ``channel`` sent within its period, plus those due now
+    that outrank the row read. Ranking the competitors (priority, then id) instead of first
+    come makes the outcome the same whatever order the workers take the rows in."""
+    other = D.alias(f"other_{channel}")
+    return (
+        select(func.count())
+        .where(
+            other.c.customer_id == D.c.customer_id,
+            other.c.id != D.c.id,
+            _among(other.c.channel, counted),
+            _among(other.c.campaign, marketing),
+            or_(
+                and_(
+                    _among(other.c.status, SENT),
+                    other.c.sent_at > bindparam(f"{channel}_since", type_=D.c.sent_at.type),
+                ),
+                and_(
+                    _among(other.c.status, WAITING),
+                    other.c.due_at <= bindparam("now", type_=D.c.due_at.type),
+                    or_(
+                        other.c.priority > D.c.priority,
+                        and_(other.c.priority == D.c.priority, other.c.id < D.c.id),
+                    ),
+                    # A competitor its customer opted out of will never go: it takes no place.
+                    ~exists().where(
+                        CS.c.customer_id == other.c.customer_id,
+                        CS.c.channel == other.c.channel,
+                        CS.c.allowed.is_(False),
+                    ),
+                ),
+            ),
+        )
         .scalar_subquery()
-        .label("consent"),
-        # Counted in the same statement: no second round trip, and the same snapshot.
-        case(
-            *[(D.c.channel == channel, competing(channel)) for channel in CAPPED_CHANNELS],
-            else_=0,
-        ).label("competing"),
     )
-    .join_from(D, C, C.c.id == D.c.customer_id)
-    .where(D.c.id == bindparam("delivery_id"))
-)
 
-# The row as it was read: nobody claimed, sent or rescheduled it since.
-_unchanged = (
-    D.c.id == bindparam("delivery_id"),
-    D.c.status == bindparam("was_status"),
-    D.c.updated_at == bindparam("was_updated_at"),
-)
 
-_SETTLE = (
+def _read_statement(scope: CapScope) -> Prepared:
+    consent = select(CS.c.allowed).where(
+        CS.c.customer_id == D.c.customer_id, CS.c.channel == D.c.channel
+    )
+    counts = [
+        (
+            D.c.channel == literal_column(f"'{channel}'"),
+            _competing(channel, counted, scope.marketing),
+        )
+        for channel, counted in scope.counted
+    ]
+    return Prepared(
+        select(
+            *D.c,
+            C.c.phone,
+            C.c.email,
+            C.c.timezone,
+            consent.scalar_subquery().label("consent"),
+            case(*counts, else_=0).label("competing"),
+        )
+        .join_from(D, C, C.c.id == D.c.customer_id)
+        .where(D.c.id == bindparam("delivery_id"))
+    )
+
+
+_reads: dict[CapScope, Prepared] = {}
+_reads_lock = threading.Lock()
+
+_SETTLE = Prepared(
     update(D)
-    .where(*_unchanged)
+    .where(
+        D.c.id == bindparam("delivery_id"),  # the row as it was read: nobody touched it since
+        D.c.status == bindparam("was_status"),
+        D.c.updated_at == bindparam("was_updated_at"),
+    )
     .values(
         status=bindparam("status"),
         reason=bindparam("reason"),
         due_at=func.coalesce(bindparam("due_at", type_=D.c.due_at.type), D.c.due_at),
-        updated_at=bindparam("now"),
+        updated_at=bindparam("now", type_=D.c.updated_at.type),
     )
 )
 
-# One statement for every outcome, so it compiles once: a NULL leaves due_at and sent_at as
-# they were, and `tried` is 1 when the provider was asked.
-_RECORD = (
+# One statement for every outcome: a NULL leaves due_at and sent_at as they were, and
+# `tried` is 1 when the provider was asked.
+RECORD = Prepared(
     update(D)
     .where(D.c.id == bindparam("delivery_id"))
     .values(
@@ -73,57 +142,83 @@ _RECORD = (
         reason=bindparam("reason"),
         error_code=bindparam("error_code"),
         provider_id=bindparam("provider_id"),
-        segments=bindparam("segments"),
-        attempts=D.c.attempts + bindparam("tried"),
+        segments=bindparam("segments", type_=D.c.segments.type),
+        attempts=D.c.attempts + bindparam("tried", type_=D.c.attempts.type),
         due_at=func.coalesce(bindparam("due_at", type_=D.c.due_at.type), D.c.due_at),
         sent_at=func.coalesce(bindparam("sent_at", type_=D.c.sent_at.type), D.c.sent_at),
-        updated_at=bindparam("now"),
+        updated_at=bindparam("now", type_=D.c.updated_at.type),
     )
 )
 
 
-def read(
-    conn: Connection, delivery_id: int, now: datetime, competing: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The row if it is claimable and due, with its customer's columns; else None.
+class DeliveryRows:
+    """The statements above on one pooled DBAPI connection (see worker.deliver for how long).
 
-    ``competing`` holds the parameters of the cap count (policies.competing_params).
+    Every write commits at once: no transaction stays open while the provider is asked.
     """
-    params = {**competing, "delivery_id": delivery_id, "now": now}
-    found = conn.execute(_READ, params).mappings().first()
-    if found is None or found["status"] not in CLAIMABLE or found["due_at"] > now:
-        return None
-    return dict(found)
+
+    def __init__(self, dbapi: Any, dialect: Dialect) -> None:
+        self.dbapi, self.dialect = dbapi, dialect
+
+    def read(
+        self, delivery_id: int, now: datetime, scope: CapScope, since: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The row if it is claimable and due, with its customer's columns; else None.
+
+        ``scope`` and ``since`` (policies.cap_scope, cap_since) say what the cap counts.
+        """
+        statement = _reads.get(scope)
+        if statement is None:
+            with _reads_lock:
+                statement = _reads.setdefault(scope, _read_statement(scope))
+        values = {"delivery_id": delivery_id, "now": now, **since}
+        try:
+            found = statement.first(self.dbapi, self.dialect, values)
+        finally:
+            self.dbapi.rollback()  # end the read: no snapshot held while the provider works
+        if found is None or found["status"] not in CLAIMABLE or found["due_at"] > now:
+            return None
+        return found
+
+    def claim(self, row: dict[str, Any], now: datetime) -> bool:
+        """Move the row read to `sending`; False if another job changed it first."""
+        return self.settle(row, now, "sending")
+
+    def settle(
+        self,
+        row: dict[str, Any],
+        now: datetime,
+        status: str,
+        reason: str | None = None,
+        due_at: datetime | None = None,
+    ) -> bool:
+        """Move the row read to ``status`` (sending, suppressed, deferred) if it is unchanged."""
+        values = {
+            "delivery_id": row["id"],
+            "was_status": row["status"],
+            "was_updated_at": row["updated_at"],
+            "status": status,
+            "reason": reason[:200] if reason else None,
+            "due_at": due_at,
+            "now": now,
+        }
+        return self._commit(_SETTLE, values) == 1
+
+    def record(self, delivery_id: int, now: datetime, status: str, **outcome: Any) -> None:
+        """The claimed row's outcome (see ``outcome``), committed."""
+        self._commit(RECORD, recorded(delivery_id, now, status, **outcome))
+
+    def _commit(self, statement: Prepared, values: dict[str, Any]) -> int:
+        try:
+            changed = statement.rowcount(self.dbapi, self.dialect, values)
+            self.dbapi.commit()
+        except BaseException:
+            self.dbapi.rollback()
+            raise
+        return changed
 
 
-def claim(conn: Connection, row: dict[str, Any], now: datetime) -> bool:
-    """Move the row read to `sending`; False if another job changed it first."""
-    return settle(conn, row, now, "sending")
-
-
-def settle(
-    conn: Connection,
-    row: dict[str, Any],
-    now: datetime,
-    status: str,
-    reason: str | None = None,
-    due_at: datetime | None = None,
-) -> bool:
-    """Move the row read to ``status`` (sending, suppressed, deferred) if it is unchanged."""
-    params = {
-        "delivery_id": row["id"],
-        "was_status": row["status"],
-        "was_updated_at": row["updated_at"],
-        "status": status,
-        "reason": reason[:200] if reason else None,
-        "due_at": due_at,
-        "now": now,
-    }
-    return conn.execute(_SETTLE, params).rowcount == 1
-
-
-def record(
-    conn: Connection,
+def recorded(
     delivery_id: int,
     now: datetime,
     status: str,
@@ -135,20 +230,17 @@ def record(
     tried: bool = False,
     due_at: datetime | None = None,
     sent_at: datetime | None = None,
-) -> None:
-    """The claimed row's outcome; ``reason`` is cut to the column's 200 characters."""
-    conn.execute(
-        _RECORD,
-        {
-            "delivery_id": delivery_id,
-            "now": now,
-            "status": status,
-            "reason": reason[:200] if reason else None,
-            "error_code": error_code[:40] if error_code else None,
-            "provider_id": provider_id,
-            "segments": segments,
-            "tried": int(tried),
-            "due_at": due_at,
-            "sent_at": sent_at,
-        },
-    )
+) -> dict[str, Any]:
+    """RECORD's values for an outcome; ``reason`` cut to the column's 200 characters."""
+    return {
+        "delivery_id": delivery_id,
+        "now": now,
+        "status": status,
+        "reason": reason[:200] if reason else None,
+        "error_code": error_code[:40] if error_code else None,
+        "provider_id": provider_id,
+        "segments": segments,
+        "tried": int(tried),
+        "due_at": due_at,
+        "sent_at": sent_at,
+    }

@@ -5,7 +5,7 @@ other job (a retry, a duplicate message, a second worker) finds nothing to claim
 The claim is committed before the provider is asked, so a worker that dies mid-send leaves
 the row in `sending`, which the scheduler turns into `unknown`: never sent twice.
 
-    pending/retry/deferred --policies--> suppressed | deferred
+    pending/retry/deferred --policies--> suppressed | deferred | cancelled
                            --claim--> sending --> sent | failed | retry | unknown
 """
 
@@ -21,6 +21,7 @@ from channels.call import CallListChannel
 from channels.outbox import OutboxChannel
 from crm.consent import set_consent
 from worker import claims, journeys, policies, throttle
+from worker.prepared import connection
 from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.deliver")
@@ -39,8 +40,36 @@ class Outcome:
 def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outcome:
     """Run one delivery to its next state; never sends a row twice."""
     now = now or datetime.now(UTC)
-    with rt.engine.connect() as conn:
-        row = claims.read(conn, delivery_id, now, policies.competing_params(rt, now))
+    # One pooled connection for the read and the claim: a checkout costs more than a read.
+    # It goes back before the send, so threads waiting on the provider hold none.
+    with connection(rt.engine) as dbapi:
+        ready = _claim(rt, claims.DeliveryRows(dbapi, rt.engine.dialect), delivery_id, now)
+    if isinstance(ready, Outcome):
+        return ready
+    row, recipient = ready
+    try:
+        message = _message(rt, row, recipient)
+    except Exception as exc:  # a template that passed `campaigns check` but failed on this data
+        log.exception("delivery %s: rendering failed", delivery_id)
+        return _record(rt, row, now, "failed", reason=f"render: {exc}")
+    try:
+        receipt = rt.channels[row["channel"]].send(message)
+    except ChannelError as exc:
+        return _failed(rt, row, now, exc, message.segments)
+    except Exception as exc:
+        # We cannot tell whether the provider took it: never resend blindly.
+        log.exception("delivery %s: outcome unknown", delivery_id)
+        reason = f"{type(exc).__name__}: {exc}"
+        unknown: dict[str, Any] = {"reason": reason, "segments": message.segments, "sent_at": now}
+        return _record(rt, row, now, "unknown", tried=True, **unknown)
+    return _sent(rt, row, now, receipt, message)
+
+
+def _claim(
+    rt: Runtime, rows: claims.DeliveryRows, delivery_id: int, now: datetime
+) -> Outcome | tuple[dict[str, Any], str]:
+    """The claimed row and its recipient; or the outcome, when it is not to be sent now."""
+    row = rows.read(delivery_id, now, policies.cap_scope(rt), policies.cap_since(rt, now))
     if row is None:
         return Outcome("skipped", "not claimable: already handled, or not due")
     decision = policies.check(rt, row, now)
@@ -52,9 +81,7 @@ def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outco
             decision = policies.Decision("cancelled", cancelled)
     if decision.status != "send":
         # A deferred row stays claimable and becomes due when its window opens.
-        with rt.engine.begin() as conn:
-            won = claims.settle(conn, row, now, decision.status, decision.reason, decision.until)
-        if not won:
+        if not rows.settle(row, now, decision.status, decision.reason, decision.until):
             return Outcome("skipped", "another job changed the row first")
         return Outcome(decision.status, decision.reason)
     channel = rt.channels[row["channel"]]
@@ -64,28 +91,17 @@ def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outco
         rt.settings, row["channel"]
     ):
         return Outcome("throttled", retry_in=THROTTLE_WAIT_S)
-    with rt.engine.begin() as conn:
-        if not claims.claim(conn, row, now):
-            return Outcome("skipped", "another job claimed the row first")
-    try:
-        message = _message(rt, row, decision.recipient)
-    except Exception as exc:  # a template that passed `campaigns check` but failed on this data
-        log.exception("delivery %s: rendering failed", delivery_id)
-        return _record(rt, row, now, "failed", reason=f"render: {exc}")
-    try:
-        receipt = channel.send(message)
-    except ChannelError as exc:
-        return _failed(rt, row, now, exc)
-    except Exception as exc:
-        # We cannot tell whether the provider took it: never resend blindly.
-        log.exception("delivery %s: outcome unknown", delivery_id)
-        reason = f"{type(exc).__name__}: {exc}"
-        return _record(rt, row, now, "unknown", reason=reason, tried=True, sent_at=now)
-    return _sent(rt, row, now, receipt, message)
+    if not rows.claim(row, now):
+        return Outcome("skipped", "another job claimed the row first")
+    return row, decision.recipient
 
 
 def _sent(
-    rt: Runtime, row: dict[str, Any], now: datetime, receipt: Receipt, message: Message
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    receipt: Receipt,
+    message: Message,
 ) -> Outcome:
     return _record(
         rt,
@@ -99,17 +115,31 @@ def _sent(
     )
 
 
-def _failed(rt: Runtime, row: dict[str, Any], now: datetime, exc: ChannelError) -> Outcome:
+def _failed(
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    exc: ChannelError,
+    segments: int | None,
+) -> Outcome:
     """Uncertain -> unknown; permanent -> failed; transient -> retry with backoff, or failed."""
     reason, code = str(exc), exc.code
     if isinstance(exc, DeliveryUncertain):  # before `permanent`: a resend could be a duplicate
-        return _record(
-            rt, row, now, "unknown", reason=reason, error_code=code, tried=True, sent_at=now
-        )
+        # It may have gone out, and been billed: keep its segments with it.
+        unknown: dict[str, Any] = {"reason": reason, "error_code": code, "segments": segments}
+        unknown["sent_at"] = now
+        return _record(rt, row, now, "unknown", tried=True, **unknown)
     if exc.permanent:
         opt_out = (row["channel"], code) in OPTED_OUT
         return _record(
-            rt, row, now, "failed", reason=reason, error_code=code, tried=True, opt_out=opt_out
+            rt,
+            row,
+            now,
+            "failed",
+            reason=reason,
+            error_code=code,
+            tried=True,
+            opt_out=opt_out,
         )
     attempt = row["attempts"] + 1
     settings = rt.settings
@@ -134,13 +164,17 @@ def _record(
     status: str,
     *,
     opt_out: bool = False,
-    **values: Any,
+    **outcome: Any,
 ) -> Outcome:
-    with rt.engine.begin() as conn:
-        claims.record(conn, row["id"], now, status, **values)
-        if opt_out:
+    if opt_out:  # the outcome and the opt-out, in one transaction
+        with rt.engine.begin() as conn:
+            values = claims.recorded(row["id"], now, status, **outcome)
+            claims.RECORD.rowcount(conn.connection.dbapi_connection, rt.engine.dialect, values)
             set_consent(conn, row["customer_id"], row["channel"], False, "provider-opt-out", now)
-    return Outcome(status, values.get("reason"))
+    else:
+        with connection(rt.engine) as dbapi:
+            claims.DeliveryRows(dbapi, rt.engine.dialect).record(row["id"], now, status, **outcome)
+    return Outcome(status, outcome.get("reason"))
 
 
 def _message(rt: Runtime, row: dict[str, Any], recipient: str) -> Message:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Integer, and_, bindparam, or_, select
 
-from crm.models import Delivery, table
+from crm.models import Delivery, Vehicle, table
 from rules.campaign import Campaign
 from worker.ledger_batch import KEY, PLAIN, TIMES, TimeBinder, encode, insert_rows
 
-D = table(Delivery)
+D, V = table(Delivery), table(Vehicle)
 DEFAULT_CALL_WINDOW = timedelta(days=2)
-_IN_CHUNK = 5000  # ids per IN list: far below SQLite's 32,766 bound parameters
+_IN_CHUNK = 4096  # ids per IN list: far below SQLite's 32,766 bound parameters
 
 
 def plan(
@@ -80,40 +81,80 @@ def recently_matched(
     conn: Connection, campaign: Campaign, subject_ids: Iterable[int], local_day: date
 ) -> set[int]:
     """Subjects an `every:` campaign already reached within its period, as of ``local_day``."""
-    found = recently_matched_many(conn, [(campaign, subject_ids)], local_day)
-    return found.get(campaign.id, set())
-
-
-def recently_matched_many(
-    conn: Connection, wanted: Sequence[tuple[Campaign, Iterable[int]]], local_day: date
-) -> dict[str, set[int]]:
-    """Per `every:` campaign id, which of its subjects it reached within its period.
-
-    One query per batch for all the campaigns, not one each: rows come back for the longest
-    period, and each campaign keeps those within its own.
-    """
-    subjects = {c.id: set(ids) for c, ids in wanted if c.every_days is not None}
-    if not subjects:
-        return {}
-    since = {
-        c.id: (local_day - timedelta(days=c.every_days - 1)).isoformat()
-        for c, _ in wanted
-        if c.every_days is not None
-    }
-    everyone = sorted(set().union(*subjects.values()))
-    found: dict[str, set[int]] = {campaign_id: set() for campaign_id in subjects}
-    for start in range(0, len(everyone), _IN_CHUNK):
-        query = select(D.c.campaign, D.c.subject_id, D.c.occurrence).where(
-            D.c.campaign.in_(list(subjects)),
+    if campaign.every_days is None:
+        return set()
+    wanted, found = sorted(set(subject_ids)), set[int]()
+    since = _since(campaign, local_day)
+    for start in range(0, len(wanted), _IN_CHUNK):
+        query = select(D.c.subject_id).where(
+            D.c.campaign == campaign.id,
             D.c.step == 0,
-            D.c.occurrence >= min(since.values()),
+            D.c.occurrence >= since,
             D.c.occurrence < local_day.isoformat(),
-            D.c.subject_id.in_(everyone[start : start + _IN_CHUNK]),
+            D.c.subject_id.in_(_padded(wanted[start : start + _IN_CHUNK])),
         )
-        for campaign_id, subject_id, occurrence in conn.execute(query):
-            if occurrence >= since[campaign_id] and subject_id in subjects[campaign_id]:
-                found[campaign_id].add(subject_id)
+        found.update(conn.execute(query).scalars())
     return found
+
+
+def recently_matched_in_range(
+    conn: Connection, campaigns: Iterable[Campaign], lo: int, hi: int, local_day: date
+) -> dict[str, set[int]]:
+    """Per `every:` campaign id, the subjects of vehicles lo..hi it reached within its period.
+
+    The subjects are those vehicles, or their owners for customer campaigns. One query for a
+    sweep batch whatever its matches (listing them cost more than the lookups): rows come back
+    for the longest period, and each campaign keeps those within its own.
+    """
+    since = {c.id: _since(c, local_day) for c in campaigns if c.every_days is not None}
+    if not since:
+        return {}
+    subject = {c.id: c.subject for c in campaigns}
+    params = {
+        "vehicle_campaigns": _padded(sorted(c for c in since if subject[c] == "vehicle")),
+        "customer_campaigns": _padded(sorted(c for c in since if subject[c] != "vehicle")),
+        "since": min(since.values()),
+        "today": local_day.isoformat(),
+        "lo": lo,
+        "hi": hi,
+    }
+    found: dict[str, set[int]] = {campaign_id: set() for campaign_id in since}
+    for campaign_id, subject_id, occurrence in conn.execute(_recent_in_range(), params):
+        if occurrence >= since[campaign_id]:
+            found[campaign_id].add(subject_id)
+    return found
+
+
+def _since(campaign: Campaign, local_day: date) -> str:
+    return (local_day - timedelta(days=(campaign.every_days or 1) - 1)).isoformat()
+
+
+@cache
+def _recent_in_range() -> Any:
+    # Built once, bound per batch. Vehicle subjects are an index range; owners a subquery.
+    in_range = bindparam("lo", type_=Integer), bindparam("hi", type_=Integer)
+    owners = select(V.c.customer_id).where(V.c.id.between(*in_range)).distinct()
+    return select(D.c.campaign, D.c.subject_id, D.c.occurrence).where(
+        D.c.step == 0,
+        D.c.occurrence >= bindparam("since"),
+        D.c.occurrence < bindparam("today"),
+        or_(
+            and_(
+                D.c.campaign.in_(bindparam("vehicle_campaigns", expanding=True)),
+                D.c.subject_id.between(*in_range),
+            ),
+            and_(
+                D.c.campaign.in_(bindparam("customer_campaigns", expanding=True)),
+                D.c.subject_id.in_(owners),
+            ),
+        ),
+    )
+
+
+def _padded(values: list[Any]) -> list[Any]:
+    # To a power of two, repeating the last one: an IN list of every length would be a new
+    # statement text each batch, and SQLite keeps 128 of them prepared, a few MB that grow.
+    return values + values[-1:] * ((1 << (len(values) - 1).bit_length()) - len(values))
 
 
 def due_ids(

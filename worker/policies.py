@@ -11,18 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from sqlalchemy import and_, bindparam, exists, func, literal_column, or_, select
 
-from crm.models import Consent, Delivery, table
 from worker.settings import Settings, parse_cap
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
 
-CS, D = table(Consent), table(Delivery)
 ADDRESS = {"sms": "phone", "call": "phone", "email": "email"}
 CAPPED_CHANNELS = ("sms", "email")  # call tasks are the call-center's to pace
 SENT = ("sent", "delivered", "unknown")  # unknown: it may have reached the customer
@@ -31,7 +28,7 @@ WAITING = ("pending", "retry", "deferred", "sending")
 
 @dataclass(frozen=True)
 class Decision:
-    """`send` (to ``recipient``), `suppressed` or `deferred` (until ``until``), with a reason."""
+    """`send` (to ``recipient``), `suppressed`, `cancelled` or `deferred` (until ``until``)."""
 
     status: str
     reason: str | None = None
@@ -42,9 +39,9 @@ class Decision:
 def check(rt: Runtime, row: dict[str, Any], now: datetime) -> Decision:
     """The first policy that stops this message, or `send`.
 
-    ``row`` is the claimed ledger row with the customer's ``phone``, ``email``, ``timezone``,
+    ``row`` is the ledger row with the customer's ``phone``, ``email``, ``timezone``,
     ``consent`` for the row's channel (None: no decision recorded, the dealer's default) and
-    ``competing``: the messages that count against its frequency cap (see ``competing``).
+    ``competing``: the messages that count against its frequency cap (see worker.claims).
     """
     channel = row["channel"]
     campaign = rt.campaigns.get(row["campaign"])
@@ -56,7 +53,7 @@ def check(rt: Runtime, row: dict[str, Any], now: datetime) -> Decision:
     if row["consent"] is not None and not row["consent"]:
         return Decision("suppressed", f"no_consent: the customer opted out of {channel}")
     if channel in CAPPED_CHANNELS:
-        tz = _zone(row["timezone"]) if row["timezone"] else rt.settings.tz
+        tz = (_zone(row["timezone"]) if row["timezone"] else None) or rt.settings.tz
         start, end = campaign.quiet_hours or rt.settings.quiet_window
         opens = next_window_start(now, tz, start, end)
         if opens is not None:
@@ -84,8 +81,12 @@ def valid_address(channel: str, value: str | None) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+def _zone(name: str) -> ZoneInfo | None:
+    # A zone the data names but this system does not know: the dealer's, not a crash.
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def in_window(local: time, start: time, end: time) -> bool:
@@ -126,56 +127,25 @@ def cap_for(settings: Settings, channel: str) -> tuple[int, int, tuple[str, ...]
     return (*parse_cap(settings.frequency_cap), shared)
 
 
-def competing(channel: str) -> Any:
-    """SQL: marketing messages on ``channel``'s capped channels sent within its period, plus
-    those due now that outrank the row being claimed (see worker.claims, which returns it).
+@dataclass(frozen=True)
+class CapScope:
+    """What the frequency cap counts: the marketing campaigns, and for each capped channel
+    the channels whose messages count against its cap (itself, or all sharing the cap)."""
 
-    Ranking the competitors (priority, then id) instead of first come makes the outcome the
-    same whatever order the workers pick the rows up in: the highest priorities win.
-    """
-    other = D.alias(f"other_{channel}")
-    return (
-        select(func.count())
-        .where(
-            other.c.customer_id == D.c.customer_id,
-            other.c.id != D.c.id,
-            other.c.channel.in_(bindparam(f"{channel}_counted", expanding=True)),
-            other.c.campaign.in_(bindparam("marketing", expanding=True)),
-            or_(
-                and_(
-                    other.c.status.in_([literal_column(f"'{s}'") for s in SENT]),
-                    other.c.sent_at > bindparam(f"{channel}_since", type_=D.c.sent_at.type),
-                ),
-                and_(
-                    other.c.status.in_([literal_column(f"'{s}'") for s in WAITING]),
-                    other.c.due_at <= bindparam("now"),
-                    or_(
-                        other.c.priority > D.c.priority,
-                        and_(other.c.priority == D.c.priority, other.c.id < D.c.id),
-                    ),
-                    # A competitor its customer opted out of will never go: it takes no place.
-                    ~exists().where(
-                        CS.c.customer_id == other.c.customer_id,
-                        CS.c.channel == other.c.channel,
-                        CS.c.allowed.is_(False),
-                    ),
-                ),
-            ),
-        )
-        .scalar_subquery()
-    )
+    marketing: tuple[str, ...]
+    counted: tuple[tuple[str, tuple[str, ...]], ...]
 
 
-def competing_params(rt: Runtime, now: datetime) -> dict[str, Any]:
-    """The bind parameters of the ``competing`` counts, for every capped channel."""
-    params: dict[str, Any] = {"marketing": marketing_ids(rt)}
-    for channel in CAPPED_CHANNELS:
-        _, days, counted = cap_for(rt.settings, channel)
-        params[f"{channel}_counted"] = list(counted)
-        params[f"{channel}_since"] = now - timedelta(days=days)
-    return params
+def cap_scope(rt: Runtime) -> CapScope:
+    """The cap's scope under the runtime's campaigns and settings."""
+    marketing = tuple(sorted(c.id for c in rt.campaigns.values() if c.marketing))
+    counted = tuple((ch, cap_for(rt.settings, ch)[2]) for ch in CAPPED_CHANNELS)
+    return CapScope(marketing, counted)
 
 
-def marketing_ids(rt: Runtime) -> list[str]:
-    """Ids of the campaigns the cap applies to (``marketing: true``)."""
-    return [c.id for c in rt.campaigns.values() if c.marketing]
+def cap_since(rt: Runtime, now: datetime) -> dict[str, datetime]:
+    """For each capped channel, the start of its cap's period (``sms_since``, …)."""
+    return {
+        f"{channel}_since": now - timedelta(days=cap_for(rt.settings, channel)[1])
+        for channel in CAPPED_CHANNELS
+    }

@@ -30,6 +30,7 @@ class _Compiled:
     sql: str
     positional: tuple[str, ...] | None  # parameter names in order; None: named parameters
     binds: dict[str, Processor]
+    fixed: dict[str, Any]  # values the statement carries itself (a CASE's ELSE 0, …)
     columns: tuple[str, ...]  # result column names, for a SELECT
     results: tuple[Processor, ...]
 
@@ -39,21 +40,23 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._lock = threading.Lock()
 
     def compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+        key = (dialect.name, dialect.driver)  # the driver decides the parameter style
+        found = self._compiled.get(key)
         if found is None:
             with self._lock:
-                found = self._compiled[dialect.name] = _compile(self.statement, dialect)
+                found = self._compiled[key] = _compile(self.statement, dialect)
         return found
 
     def execute(self, dbapi: Any, dialect: Dialect, values: Mapping[str, Any]) -> Any:
         """Run on ``dbapi`` (a DBAPI connection); the open cursor."""
         compiled = self.compiled(dialect)
+        given = {**compiled.fixed, **values}
         converted = {
-            name: process(values[name]) if process else values[name]
+            name: process(given[name]) if process else given[name]
             for name, process in compiled.binds.items()
         }
         cursor = dbapi.cursor()
@@ -91,14 +94,21 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
     if any(bind.expanding for bind in compiled.binds.values()):
         raise ValueError("prepared statements take no expanding (IN-list) parameters")
-    binds = {name: bind.type.bind_processor(dialect) for name, bind in compiled.binds.items()}
+    # bind_names: each parameter under the name it has in the SQL (anonymous ones numbered).
+    named = compiled.bind_names.items()
+    # dialect_impl: the type as this database stores it (SQLite: datetimes as ISO text).
+    binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect) for bind, name in named}
+    fixed = {name: bind.effective_value for bind, name in named if not bind.required}
     columns: tuple[str, ...] = ()
     results: tuple[Processor, ...] = ()
     if isinstance(statement, Select):
         columns = tuple(statement.selected_columns.keys())
-        results = tuple(c.type.result_processor(dialect, None) for c in statement.selected_columns)
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in statement.selected_columns
+        )
     positional = tuple(compiled.positiontup) if dialect.positional else None
-    return _Compiled(str(compiled), positional, binds, columns, results)
+    return _Compiled(str(compiled), positional, binds, fixed, columns, results)
 
 
 @contextmanager
@@ -107,19 +117,5 @@ def connection(engine: Engine) -> Iterator[Any]:
     dbapi = engine.raw_connection()
     try:
         yield dbapi
-    finally:
-        dbapi.close()
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Any]:
-    """A pooled DBAPI connection in a transaction: committed if the block succeeds."""
-    dbapi = engine.raw_connection()
-    try:
-        yield dbapi
-        dbapi.commit()
-    except BaseException:
-        dbapi.rollback()
-        raise
     finally:
         dbapi.close()

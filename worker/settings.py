@@ -25,6 +25,7 @@ def _parse_window(value: str) -> tuple[time, time]:
         raise ValueError(f"{value!r} is not a window like 09:00-20:00") from None
 
 
+@cache
 def parse_cap(value: str) -> tuple[int, int]:
     """`2/7d` -> (2, 7): messages per period of days."""
     count, _, period = value.partition("/")

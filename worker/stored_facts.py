@@ -41,14 +41,14 @@ def kept_facts(campaign: Campaign, templates: TemplateStore) -> Kept | None:
 
 
 def narrow(facts: Mapping[str, Mapping[str, Any]], kept: Kept | None) -> Mapping[str, Any]:
-    """``facts`` with only the ``kept`` ones (absent facts stay absent)."""
+    """``facts`` with only the ``kept`` ones (absent facts stay absent; facts are never None)."""
     if kept is None:
         return facts
     out: dict[str, dict[str, Any]] = {}
     for scope, keys in kept:
         values = facts.get(scope)
         if values is not None:
-            out[scope] = {key: values[key] for key in keys if key in values}
+            out[scope] = {key: v for key in keys if (v := values.get(key)) is not None}
     return out
 
 

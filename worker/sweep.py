@@ -54,8 +54,8 @@ def evaluate_range(
             entry[1].append((subject, record, facts))
     kept = _kept_facts(rt)
     with rt.engine.begin() as conn:
-        periodic = [(c, [s for s, _, _ in found]) for c, found in hits.values() if c.every_days]
-        seen = ledger.recently_matched_many(conn, periodic, local_day)
+        matched = [campaign for campaign, _ in hits.values()]
+        seen = ledger.recently_matched_in_range(conn, matched, lo, hi, local_day)
         batch = LedgerBatch(conn.dialect, local_day, moment, now)
         for campaign, found in hits.values():
             skip = seen.get(campaign.id, ())
@@ -63,10 +63,8 @@ def evaluate_range(
             for subject, owner, all_facts in found:
                 if subject not in skip:
                     batch.add(campaign, owner, narrow(all_facts, keep))
-        created = batch.insert(conn)
-    if os.environ.get(LEDGER_ONLY, "") not in ("", "0"):
-        return []
-    return [delivery_id for delivery_id, due_at in created if due_at <= now]
+        due = batch.insert(conn)
+    return [] if os.environ.get(LEDGER_ONLY, "") not in ("", "0") else due
 
 
 _kept: tuple[object, object, dict[str, Kept | None]] | None = None
