@@ -4,9 +4,11 @@
 
 Two phases, the same worker command each time, in this run: the ceiling (a bare actor that
 sleeps as long as the fake Twilio takes to answer) and the real `deliver` actor (claim,
-policies, render, the Twilio SDK, record). Each phase's messages are queued before its worker
-starts, and its rate runs from the first message done to the last, so neither queueing nor
-start-up counts. Everything stays on 127.0.0.1; every wait has a deadline.
+policies, render, the Twilio SDK, record), with as many rows per message as production queues
+(worker.actors.DELIVER_BATCH). Both rates are deliveries (rows, or naps) per second. Each
+phase's messages are queued before its worker starts, and its rate runs from the first message
+done to the last, so neither queueing nor start-up counts. Everything stays on 127.0.0.1;
+every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ def main(args: argparse.Namespace) -> None:
         nap_s = args.latency_ms / 1000
         naps = [nap.message(nap_s) for _ in range(args.deliveries)]
         ceiling = bench.phase("ceiling (bare 5 ms actor)", NAP_QUEUE, naps)
-        jobs = [actors.deliver.message(i) for i in range(1, args.deliveries + 1)]
-        rate = bench.phase("deliver", "deliver", jobs)
+        jobs = actors.deliver_jobs(range(1, args.deliveries + 1))
+        rate = bench.phase("deliver", "deliver", jobs, per_message=actors.DELIVER_BATCH)
         stats = bench.fake_stats()
     finally:
         bench.close()

@@ -83,8 +83,11 @@ class Bench:
         with urllib.request.urlopen(f"{self.fake_url}/_fake/stats", timeout=5) as answer:
             return dict(json.load(answer))
 
-    def phase(self, name: str, queue: str, messages: list[Any]) -> float:
-        """Queue ``messages``, run the worker until they are done; messages per second."""
+    def phase(self, name: str, queue: str, messages: list[Any], per_message: int = 1) -> float:
+        """Queue ``messages``, run the worker until they are done; items per second.
+
+        ``per_message``: items (deliveries) each message carries.
+        """
         import redis
 
         client = redis.Redis.from_url(self.args.redis)
@@ -110,12 +113,13 @@ class Bench:
             "this script": time.process_time() - cpu[2],
         }
         self.stop(worker)
-        rate = (total - first[1]) / max(last - first[0], 1e-6)
+        rate = (total - first[1]) * per_message / max(last - first[0], 1e-6)
+        items = total * per_message
         print(
-            f"{name}: CPU per message, ms: "
-            + ", ".join(f"{who} {seconds / total * 1000:.2f}" for who, seconds in used.items())
+            f"{name}: CPU per item, ms: "
+            + ", ".join(f"{who} {seconds / items * 1000:.2f}" for who, seconds in used.items())
         )
-        print(f"{name}: {total:,} done, {rate:,.0f}/s ({last - first[0]:.1f} s)")
+        print(f"{name}: {items:,} done, {rate:,.0f}/s ({last - first[0]:.1f} s)")
         return rate
 
     def start_worker(self) -> subprocess.Popen[Any]:

@@ -29,15 +29,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+# Connections kept open per process. SQLAlchemy's default (5) is below a worker's thread count:
+# every checkout beyond it opened a fresh connection and closed it on return (PostgreSQL: a
+# new backend process per delivery). Unused slots cost nothing; connections open on demand.
+POOL_SIZE = 20
+
+
 @cache
 def get_engine(url: str | None = None) -> Engine:
     """The process-wide engine for ``url`` (default: MILEPOST_DATABASE_URL)."""
     url = url or database_url()
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=POOL_SIZE)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
     return engine
 
 

@@ -133,6 +133,8 @@ class Delivery(Base):
         UniqueConstraint("campaign", "step", "subject_id", "occurrence", name="uq_delivery"),
         Index("ix_deliveries_status_due", "status", "due_at"),
         Index("ix_deliveries_customer", "customer_id", "created_at"),
+        # Twilio's status callbacks find their row by message SID, many per second.
+        Index("ix_deliveries_provider_id", "provider_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -171,6 +173,35 @@ class OutboxMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     segments: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SweepRun(Base):
+    """One sweep, recorded so any machine can follow it: `milepost sweep --wait` polls this."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)  # the moment the sweep evaluates
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ranges: Mapped[int | None] = mapped_column(Integer)  # None until a worker planned the ranges
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    planned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SweepRange(Base):
+    """A range of a run that is evaluated, written in the transaction of its ledger rows.
+
+    Its key makes a retried or duplicated `evaluate` count once: only a new marker adds to
+    `sweep_runs.done`.
+    """
+
+    __tablename__ = "sweep_ranges"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("sweep_runs.id"), primary_key=True)
+    lo: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hi: Mapped[int] = mapped_column(Integer)
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class CallTask(Base):

@@ -112,6 +112,14 @@ def _scrub(handle: int) -> None:
         core.delete_state(handle, sid)
 
 
+def _fields_by_scope(names: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    by_scope: dict[str, list[tuple[str, str]]] = {}
+    for name in sorted(names):
+        scope, _, key = name.partition(".")
+        by_scope.setdefault(scope, []).append((key, field(name)))
+    return list(by_scope.items())
+
+
 class Evaluator:
     """Matches facts against campaigns; every match returned was confirmed by durable_rules."""
 
@@ -124,11 +132,9 @@ class Evaluator:
             flag: (compile_predicate([self.campaigns[i].when for i in chosen]), chosen)
             for flag, chosen in ((True, everything), (False, vehicle))
         }
-        # Each ruleset gets only its campaign's facts: the C core parses every field it is sent.
-        self._fields = [
-            [(*name.split(".", 1), field(name)) for name in sorted(c.when.facts())]
-            for c in self.campaigns
-        ]
+        # Each ruleset gets only its campaign's facts: the C core parses every field it is sent
+        # (their few fields are 40 % of an assert's time). Per scope: (fact, its field).
+        self._fields = [_fields_by_scope(c.when.facts()) for c in self.campaigns]
         rulesets: dict[str, dict[str, Any]] = {}
         for campaign in self.campaigns:
             rules = {
@@ -209,10 +215,12 @@ class Evaluator:
                 if handle is None:
                     continue
                 fact: dict[str, Any] = {"sid": sid, GUARD: number}
-                for scope, key, name in self._fields[i]:
-                    value = (facts.get(scope) or _EMPTY).get(key)
-                    if value is not None:
-                        fact[name] = value
+                for scope, names in self._fields[i]:
+                    values = facts.get(scope) or _EMPTY
+                    for key, name in names:
+                        value = values.get(key)
+                        if value is not None:
+                            fact[name] = value
                 try:
                     text = _encode(fact)
                 except (TypeError, ValueError) as exc:  # a date, NaN: numbers only

@@ -21,6 +21,7 @@ GSM_BASIC = frozenset(
 )
 # ... and its extension table: each costs two septets (escape + character).
 GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+_GSM_ALL = GSM_BASIC | GSM_EXTENSION
 
 SINGLE = {"GSM-7": 160, "UCS-2": 70}  # septets / UTF-16 code units in a lone message
 PART = {"GSM-7": 153, "UCS-2": 67}  # per part once concatenated (the header takes the rest)
@@ -41,7 +42,14 @@ _ASCII_LOOKALIKES = str.maketrans(
 
 def is_gsm7(text: str) -> bool:
     """Every character of ``text`` is in the GSM-7 basic set or its extension table."""
-    return all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
+    return _GSM_ALL.issuperset(text)
+
+
+def _has_wide(text: str, encoding: Encoding) -> bool:
+    """Whether a character of ``text`` takes two units: an escape pair, a surrogate pair."""
+    if encoding == "GSM-7":
+        return not GSM_EXTENSION.isdisjoint(text)
+    return bool(text) and max(text) > "\uffff"
 
 
 def _widths(text: str, encoding: Encoding) -> list[int]:
@@ -52,6 +60,8 @@ def _widths(text: str, encoding: Encoding) -> list[int]:
 
 def count_segments(text: str, encoding: Encoding) -> int:
     """Segments needed for ``text`` in ``encoding``, never splitting a character."""
+    if not _has_wide(text, encoding):  # nearly every text (set operations run in C: every SMS)
+        return 1 if len(text) <= SINGLE[encoding] else -(-len(text) // PART[encoding])
     widths = _widths(text, encoding)
     if sum(widths) <= SINGLE[encoding]:
         return 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from channels.fakes.twilio_server import FakeTwilio
 from crm.migrate import upgrade
 from worker.runtime import Runtime, get_runtime, reset_runtime
 
@@ -47,12 +49,12 @@ def runtime(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     reset_runtime()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database of its own (dropped afterwards)."""
+@contextmanager
+def pg_database(prefix: str = "milepost") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
     import psycopg
 
-    name = f"milepost_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
@@ -61,7 +63,6 @@ def pg_url() -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     url = f"{base}/{name}"
-    upgrade(url)
     try:
         yield url
     finally:
@@ -70,6 +71,21 @@ def pg_url() -> Iterator[str]:
         get_engine(url).dispose()
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own (dropped afterwards)."""
+    with pg_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    """A fake Twilio on a free local port."""
+    with FakeTwilio() as server:
+        yield server
 
 
 @pytest.fixture

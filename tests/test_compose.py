@@ -9,17 +9,15 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import typer.main
 import yaml
-from conftest import POSTGRES_ADMIN, require_service
+from conftest import pg_database
 from processes import MILEPOST, ROOT, Daemon, free_port, http_get, milepost_env
 from sqlalchemy import create_engine, inspect
 
@@ -53,19 +51,8 @@ def service_env(
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
     """A PostgreSQL database with no schema at all, as the compose `postgres` starts."""
-    name = f"milepost_empty_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", str(exc).strip().splitlines()[0])
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database("milepost_empty") as url:
+        yield url
 
 
 @pytest.mark.parametrize("service", APPLICATION)

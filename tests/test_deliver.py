@@ -7,7 +7,6 @@ and the fake's own count shows no message reached it twice.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -36,12 +35,6 @@ from worker.enqueue import enqueue_all
 from worker.inprocess import running
 from worker.prepared import Prepared, connection
 from worker.runtime import Runtime, reset_runtime
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as server:
-        yield server
 
 
 @pytest.fixture
@@ -247,7 +240,7 @@ def test_the_worker_ends_every_faulty_row_once_even_with_every_job_twice(
             expected[add_delivery(rt, add_customer(rt, phone=phone))] = (status, phone)
     actors.broker.flush_all()
     with time_machine.travel(OPEN, tick=True) as clock, running(actors.broker, 8) as drain:
-        enqueue_all(actors.broker, [actors.deliver.message(i) for i in expected] * 2)
+        enqueue_all(actors.broker, actors.deliver_jobs(expected) * 2)
         drain()
         for _ in range(5):
             with rt.engine.connect() as conn:

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, insert, select
 
 from crm.migrate import upgrade
@@ -17,7 +19,7 @@ from rules.sample import sample_context
 from rules.templates import TemplateStore
 from worker import ledger
 from worker.ledger_batch import LedgerBatch
-from worker.stored_facts import kept_facts, narrow
+from worker.stored_facts import encode, kept_facts, narrow, stored_json
 
 CAMPAIGNS = Path(__file__).resolve().parents[1] / "campaigns"
 D, C, V = table(Delivery), table(Customer), table(Vehicle)
@@ -146,3 +148,33 @@ def test_narrowing_keeps_absent_facts_absent() -> None:
     facts = {"customer": {"language": "zh", "tier": "gold"}, "vehicle": {"model": "Han"}}
     assert narrow(facts, kept) == {"customer": {"language": "zh"}, "vehicle": {}}
     assert narrow(facts, None) is facts
+
+
+_SCOPES = ("customer", "dealer", "today", "vehicle")
+_KEYS = ("language", "name", "title", "model", "projected_km", "km_per_day", "is_holiday")
+_VALUES = st.one_of(
+    st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
+)
+
+
+@settings(deadline=None)  # the first example of a set of kept facts compiles it
+@given(
+    facts=st.dictionaries(
+        st.sampled_from(_SCOPES), st.dictionaries(st.sampled_from(_KEYS), _VALUES)
+    ),
+    kept=st.dictionaries(
+        st.sampled_from(_SCOPES), st.lists(st.sampled_from(_KEYS), unique=True).map(tuple)
+    ).map(lambda scopes: tuple(sorted(scopes.items()))),
+)
+def test_stored_text_is_the_narrowed_facts_encoded(facts: dict, kept: tuple) -> None:
+    assert stored_json(kept)(facts) == encode(narrow(facts, kept))
+    assert json.loads(stored_json(kept)(facts)) == narrow(facts, kept)
+    assert stored_json(None)(facts) == encode(facts)
+
+
+def test_stored_text_refuses_what_json_refuses() -> None:
+    kept = (("vehicle", ("km_per_day",)),)
+    with pytest.raises(ValueError):
+        stored_json(kept)({"vehicle": {"km_per_day": float("nan")}})
+    with pytest.raises(TypeError):
+        stored_json(kept)({"vehicle": {"km_per_day": date(2026, 1, 1)}})

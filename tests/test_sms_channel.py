@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PHONE, MASKED = "+8613812341234", "+86138****1234"
 SENDER, SERVICE = "+8610690000", "MG" + "ab" * 16
 BODY = "王先生您好，您的爱车该做首保了。Milepost Motors"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as server:
-        yield server
 
 
 def channel(base_url: str, **settings: Any) -> TwilioSMSChannel:

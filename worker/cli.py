@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from worker.errors import friendly
+
+if TYPE_CHECKING:
+    from worker.sweep_runs import RunState as SweepRunState
 
 app = typer.Typer(
     help="Milepost: customer-care automation for car dealerships.", no_args_is_help=True
@@ -70,46 +72,103 @@ def ingest(
 
 @app.command()
 @friendly
-def sweep(day: DateOpt = None) -> None:
+def sweep(
+    day: DateOpt = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With workers: show their progress and the result")
+    ] = False,
+    watch: Annotated[
+        int | None,
+        typer.Option("--watch", metavar="RUN", help="Follow sweep RUN, queued earlier by anyone"),
+    ] = None,
+) -> None:
     """Evaluate every campaign for every vehicle, then deliver what is due."""
     from worker.runtime import get_runtime
 
-    rt = get_runtime()
-    if rt.settings.broker_url:
-        from worker import actors, run
-
-        actors.sweep.send(run.as_of_for(_day(day)).isoformat())
-        out.print("Sweep queued; the workers are evaluating it.")
+    if watch is not None:
+        if day is not None:
+            raise typer.BadParameter("--watch follows a sweep already queued; drop --date.")
+        _follow(watch, f"Following sweep {watch}")
         return
-    _sweep_here(_day(day))
+    if get_runtime().settings.broker_url:
+        from worker import run
+
+        run_id = run.sweep_queued(run.as_of_for(_day(day)))
+        if not wait:
+            out.print(
+                f"Sweep {run_id} queued; the workers are evaluating it. "
+                f"Follow it with `milepost sweep --watch {run_id}`."
+            )
+            return
+        _follow(run_id, f"Sweep {run_id} queued")
+        return
+    _sweep_here(_day(day))  # waits anyway: the evaluating happens here
 
 
-def _sweep_here(day: date | None) -> datetime:
-    from worker import run, summary
+def _sweep_here(day: date | None) -> None:
+    from worker import run, sweep_runs, sweep_watch
     from worker.runtime import get_runtime
 
-    as_of = run.as_of_for(day)
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("Evaluating vehicles", total=None)
-        started = run.sweep_inprocess(
-            as_of,
+    with sweep_watch.progress_bar(err) as bar:
+        task = bar.add_task("Evaluating", total=None)
+        run_id = run.sweep_inprocess(
+            run.as_of_for(day),
             on_start=lambda n: bar.update(task, total=n),
             advance=lambda: bar.advance(task),
         )
-    with get_runtime().engine.connect() as conn:
-        rows = summary.since(conn, started)
+    state = sweep_runs.get(get_runtime().engine, run_id)
+    assert state is not None  # written by this process a moment ago
+    _report(state)
+
+
+def _follow(run_id: int, intro: str) -> None:
+    """Wait for a run the workers are doing, then report it; Ctrl-C leaves it running."""
+    from worker import sweep_watch
+    from worker.runtime import get_runtime
+
+    again = f"`milepost sweep --watch {run_id}` follows it again."
+    try:
+        out.print(f"{intro}; Ctrl-C stops waiting for it, not the sweep.")
+        state = sweep_watch.follow(get_runtime().engine, run_id, err)
+    except sweep_watch.NoSuchRun as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except sweep_watch.Stalled as exc:
+        err.print(f"[red]{exc} Stopped waiting; the sweep stays queued and {again}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print(f"Stopped waiting; sweep {run_id} goes on in the workers and {again}")
+        raise typer.Exit(130) from None
+    _report(state)
+    out.print("Outcomes so far: the workers go on delivering; `milepost deliveries` shows them.")
+
+
+def _report(state: SweepRunState) -> None:
+    """The sentence and per-campaign table for a finished sweep, wherever it ran."""
+    from worker import summary
+    from worker.runtime import get_runtime
+
+    rt = get_runtime()
+    assert state.finished_at is not None
+    # Its rows were created between its start and its end (or its as-of time, if later), by
+    # the clocks of the machines involved: NTP keeps them close enough for a table.
+    until = max(state.finished_at, state.as_of)
+    with rt.engine.connect() as conn:
+        rows = summary.since(conn, state.started_at, until)
     table = Table("campaign", "matched", "messages", "calls", "outcomes", title="Sweep")
     for row in rows:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row.by_status.items()))
         table.add_row(row.campaign, str(row.matched), str(row.messages), str(row.calls), outcomes)
     total = sum(r.matched for r in rows)
-    local = as_of.astimezone(get_runtime().settings.tz)
+    local = state.as_of.astimezone(rt.settings.tz)
+    took = (state.finished_at - state.started_at).total_seconds()
+    ranges = f"{state.ranges} range" + ("" if state.ranges == 1 else "s")
     out.print(
-        f"Swept as of {local:%Y-%m-%d %H:%M %Z}: {total} new matches in {len(rows)} campaigns."
+        f"Swept as of {local:%Y-%m-%d %H:%M %Z} (sweep {state.id}, {ranges} in {took:.1f} s): "
+        f"{total} new matches in {len(rows)} campaigns."
     )
     if rows:
         out.print(table)
-    return started
 
 
 @app.command()

@@ -37,6 +37,31 @@ class Outcome:
     retry_in: float | None = None  # seconds until the next attempt (retry, throttled)
 
 
+class DeliveryJobError(Exception):
+    """Rows of a `deliver` job raised: the job is retried for them."""
+
+
+@dataclass(frozen=True)
+class Done:
+    raised: list[int]  # rows whose delivery raised (left untouched, or in `sending`)
+    throttled: list[int]  # rows not tried: the provider's rate was reached
+
+
+def deliver_all(rt: Runtime, delivery_ids: list[int]) -> Done:
+    """Deliver rows one after the other; a row that raises does not stop the others."""
+    raised: list[int] = []
+    for at, delivery_id in enumerate(delivery_ids):
+        try:
+            outcome = deliver(rt, delivery_id)
+        except Exception:
+            log.exception("delivery %s: raised; its job will be retried", delivery_id)
+            raised.append(delivery_id)
+            continue
+        if outcome.status == "throttled":  # the rest would be throttled too
+            return Done(raised, list(delivery_ids[at:]))
+    return Done(raised, [])
+
+
 def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outcome:
     """Run one delivery to its next state; never sends a row twice."""
     now = now or datetime.now(UTC)

@@ -116,4 +116,4 @@ def dispatch(rt: Runtime, due: list[int]) -> None:
         for delivery_id in due:  # a throttled row stays due: the next sweep or tick sends it
             deliver(rt, delivery_id)
     else:
-        enqueue_all(actors.broker, [actors.deliver.message(i) for i in due])
+        enqueue_all(actors.broker, actors.deliver_jobs(due))

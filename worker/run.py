@@ -1,4 +1,7 @@
-"""Commands' shared work: a whole sweep, run here (in-process) or handed to the workers."""
+"""Commands' shared work: a whole sweep, run here (in-process) or handed to the workers.
+
+Either way the sweep is recorded as a run (worker/sweep_runs.py), which any machine can follow.
+"""
 
 from __future__ import annotations
 
@@ -38,25 +41,26 @@ def sweep_inprocess(
     advance: Callable[[], None] = lambda: None,
     *,
     deliver: bool = True,
-) -> datetime:
-    """Evaluate every vehicle and deliver what is due, in this process; returns the start time.
+) -> int:
+    """Evaluate every vehicle and deliver what is due, in this process; returns the run's id.
 
     ``deliver=False`` stops at the ledger: the due rows wait for `release_due` (benchmarks).
     """
-    from worker import actors, sweep
+    from worker import actors, sweep, sweep_runs
     from worker.inprocess import running
 
     rt = get_runtime()
     rt.evaluator  # noqa: B018 — build the engine before the worker threads race for it
-    started = datetime.now(UTC)
-    ranges = sweep.plan_ranges(rt)
+    run_id = sweep_runs.create(rt.engine, as_of)
+    ranges = sweep.plan_run(rt, run_id)
     on_start(len(ranges))
     progress = _Progress(advance)
     actors.broker.add_middleware(progress)
     try:
         queues = None if deliver else {"evaluate"}
         with running(actors.broker, rt.settings.worker_threads, queues) as drain:
-            messages = [actors.evaluate.message(lo, hi, as_of.isoformat()) for lo, hi in ranges]
+            iso = as_of.isoformat()
+            messages = [actors.evaluate.message(lo, hi, iso, run_id) for lo, hi in ranges]
             sweep.enqueue_all(actors.broker, messages)
             drain()
             if deliver:
@@ -64,7 +68,16 @@ def sweep_inprocess(
                 drain()
     finally:
         actors.broker.middleware.remove(progress)
-    return started
+    return run_id
+
+
+def sweep_queued(as_of: datetime) -> int:
+    """Record a sweep run and queue its `sweep` for the workers; returns the run's id."""
+    from worker import actors, sweep_runs
+
+    run_id = sweep_runs.create(get_runtime().engine, as_of)
+    actors.sweep.send(as_of.isoformat(), run_id=run_id)
+    return run_id
 
 
 def release_due(broker: dramatiq.Broker, as_of: datetime, quiet_s: float = 0) -> int:
@@ -76,5 +89,5 @@ def release_due(broker: dramatiq.Broker, as_of: datetime, quiet_s: float = 0) ->
     rt = get_runtime()
     with rt.engine.connect() as conn:
         ids = ledger.due_ids(conn, as_of, timedelta(seconds=quiet_s))
-    sweep.enqueue_all(broker, [actors.deliver.message(i) for i in ids])
+    sweep.enqueue_all(broker, actors.deliver_jobs(ids))
     return len(ids)

@@ -19,15 +19,14 @@ from sqlalchemy import Connection, or_, select, update
 from worker import calls, ledger
 from worker.enqueue import enqueue_all
 from worker.runtime import get_runtime
-from worker.settings import Settings
+from worker.settings import Settings, get_settings
 
 log = logging.getLogger("milepost.scheduler")
 D = ledger.D
-TICK_S = 30
-STALE_SENDING = timedelta(minutes=10)  # far longer than any provider timeout
-# A row queued this long ago and still waiting lost its job (or sits behind a long backlog,
-# where a second job costs one failed claim). Long, so a backlog is not queued again and again.
-REQUEUE_QUIET = timedelta(minutes=5)
+# How often the tick runs and its two waits are settings (MILEPOST_SCHEDULER_TICK_S, …). A row
+# queued MILEPOST_REQUEUE_QUIET_S ago and still waiting lost its job (or sits behind a long
+# backlog, where a second job costs one failed claim): long, so a backlog is not queued again
+# and again.
 REQUEUE_LIMIT = 10_000  # per tick: 20k rows a minute, and a tick stays short
 WAITING = ("pending", "retry", "deferred")
 
@@ -39,25 +38,33 @@ def sweep_trigger(settings: Settings) -> CronTrigger:
 
 
 def daily_sweep() -> None:
-    from worker import actors
+    from worker import run
 
     as_of = datetime.now(UTC)
-    actors.sweep.send(as_of.isoformat())
-    log.info("daily sweep queued as of %s", as_of.isoformat())
+    run_id = run.sweep_queued(as_of)  # recorded, so `milepost sweep --watch RUN` follows it
+    log.info("daily sweep %d queued as of %s", run_id, as_of.isoformat())
 
 
-def take_due(conn: Connection, now: datetime, limit: int = REQUEUE_LIMIT) -> list[int]:
+def take_due(
+    conn: Connection,
+    now: datetime,
+    limit: int = REQUEUE_LIMIT,
+    *,
+    quiet: timedelta | None = None,
+) -> list[int]:
     """Claim the rows that need a (new) `deliver` job; their ids, most important first.
 
     A row needs one when it became due after it was last touched (a later journey step, a
     retry's backoff over, a quiet-hours window open: nobody has queued it since), or when it
-    was queued REQUEUE_QUIET ago and still waits. Stamping `updated_at` is the claim: a second
-    tick, at once or from a second scheduler, finds nothing to take.
+    was queued ``quiet`` (default: MILEPOST_REQUEUE_QUIET_S) ago and still waits. Stamping
+    `updated_at` is the claim: a second tick, at once or from a second scheduler, finds nothing
+    to take.
     """
+    quiet = quiet or timedelta(seconds=get_settings().requeue_quiet_s)
     needs_job = (
         D.c.status.in_(WAITING),
         D.c.due_at <= now,
-        or_(D.c.updated_at < D.c.due_at, D.c.updated_at <= now - REQUEUE_QUIET),
+        or_(D.c.updated_at < D.c.due_at, D.c.updated_at <= now - quiet),
     )
     query = select(D.c.id).where(*needs_job).order_by(D.c.priority.desc(), D.c.due_at)
     ids = list(conn.execute(query.limit(limit)).scalars())
@@ -75,13 +82,14 @@ def tick(now: datetime | None = None) -> dict[str, int]:
 
     now = now or datetime.now(UTC)
     rt = get_runtime()
+    stale, quiet = rt.settings.stale_sending_s, rt.settings.requeue_quiet_s
     with rt.engine.begin() as conn:
-        unknown = ledger.mark_stale_unknown(conn, now, STALE_SENDING)
+        unknown = ledger.mark_stale_unknown(conn, now, timedelta(seconds=stale))
         expired = calls.expire(conn, now)
-        due = take_due(conn, now)
+        due = take_due(conn, now, quiet=timedelta(seconds=quiet))
     # Queued after the commit: if the broker is down the claim stands and the rows come round
-    # again after REQUEUE_QUIET; the opposite order could queue jobs for an undone claim.
-    enqueue_all(actors.broker, [actors.deliver.message(i) for i in due])
+    # again after MILEPOST_REQUEUE_QUIET_S; the opposite order could queue jobs for an undone claim.
+    enqueue_all(actors.broker, actors.deliver_jobs(due))
     counts = {"unknown": unknown, "expired_calls": expired, "requeued": len(due)}
     if any(counts.values()):
         log.info("tick: %s", counts)
@@ -89,7 +97,7 @@ def tick(now: datetime | None = None) -> dict[str, int]:
 
 
 def build(settings: Settings) -> BlockingScheduler:
-    """The scheduler with its two jobs: the daily sweep and the 30 s housekeeping tick."""
+    """The scheduler with its two jobs: the daily sweep and the housekeeping tick."""
     scheduler = BlockingScheduler(timezone=settings.tz)
     scheduler.add_job(
         daily_sweep,
@@ -102,7 +110,7 @@ def build(settings: Settings) -> BlockingScheduler:
     scheduler.add_job(
         tick,
         "interval",
-        seconds=TICK_S,
+        seconds=settings.scheduler_tick_s,
         id="tick",
         next_run_time=datetime.now(UTC),  # at once: a restart releases what is due right away
         coalesce=True,

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 15.0
     email_from: str = "Milepost Motors <care@example.com>"
     email_rate_per_s: float = 20.0
+    # The scheduler's housekeeping tick: how often it runs; how long a waiting row may sit
+    # after its job was queued before the job counts as lost and is queued again; how long a
+    # row may stay `sending` before its worker counts as dead and the row becomes `unknown`.
+    scheduler_tick_s: float = 30.0
+    requeue_quiet_s: float = 300.0
+    stale_sending_s: float = 600.0  # after the provider timeouts above: checked
     # The API: webhooks, unsubscribe links, events
     public_base_url: str | None = None  # how Twilio and customers reach the API
     secret_key: str = "dev-secret-change-me"  # signs unsubscribe links
@@ -108,6 +114,23 @@ class Settings(BaseSettings):
     def _cap(cls, value: str | None) -> str | None:
         if value is not None:
             parse_cap(value)
+        return value
+
+    @field_validator("scheduler_tick_s", "requeue_quiet_s", "stale_sending_s")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+    @field_validator("stale_sending_s")
+    @classmethod
+    def _outlasts_timeouts(cls, value: float, info: ValidationInfo) -> float:
+        # A row still `sending` because the provider is slow to answer must not be marked
+        # `unknown` under a live worker: staleness has to outlast every provider timeout.
+        longest = max(info.data.get("twilio_timeout_s", 0), info.data.get("smtp_timeout_s", 0))
+        if value <= longest:
+            raise ValueError(f"must be longer than the longest provider timeout ({longest:g} s)")
         return value
 
     @property

@@ -9,13 +9,17 @@ rejects anything else), so reading those names off the parsed templates is compl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from json.encoder import encode_basestring
+from math import isfinite
 from typing import Any
 
 from jinja2 import nodes
 
 from rules.campaign import Campaign
 from rules.catalog import LANGUAGES, SCOPES
+from rules.facts import json_encoder
 from rules.templates import TemplateStore
 
 ALWAYS = frozenset({"customer.language"})  # worker.deliver picks the template language by it
@@ -50,6 +54,58 @@ def narrow(facts: Mapping[str, Mapping[str, Any]], kept: Kept | None) -> Mapping
         if values is not None:
             out[scope] = {key: v for key in keys if (v := values.get(key)) is not None}
     return out
+
+
+# What ledger rows store: compact, non-ASCII text as it is (a third of the bytes of \u escapes).
+encode = json_encoder(ensure_ascii=False)
+Encoder = Callable[[Mapping[str, Any]], str]
+
+
+def stored_json(kept: Kept | None) -> Encoder:
+    """A function of all the facts giving ``encode(narrow(facts, kept))``, the text a row stores.
+
+    Written straight from the kept facts, without the narrowed dicts and the generic encoder: a
+    third of the cost, and a row per match. Compiled once per set of kept facts.
+    """
+    return encode if kept is None else _compiled(kept)
+
+
+@lru_cache(maxsize=256)
+def _compiled(kept: Kept) -> Encoder:
+    lines = ["def _stored(facts):", "    out = []"]
+    for scope, keys in kept:
+        lines += [f"    s = facts.get({scope!r})", "    if s is not None:", "        p = []"]
+        for key in keys:
+            lines += [
+                f"        x = s.get({key!r})",
+                "        if x is not None:",
+                f"            p.append({encode(key) + ':'!r} + _value(x))",
+            ]
+        lines.append(f"        out.append({encode(scope) + ':{'!r} + ','.join(p) + '}}')")
+    lines.append("    return '{' + ','.join(out) + '}'")
+    namespace: dict[str, Any] = {"_value": _value}
+    # Every name and key is a repr'd literal: nothing read from a template runs.
+    exec(compile("\n".join(lines) + "\n", "<stored facts>", "exec"), namespace)
+    stored: Encoder = namespace["_stored"]
+    return stored
+
+
+def _float(value: float) -> str:
+    return float.__repr__(value) if isfinite(value) else encode(value)  # encode refuses NaN
+
+
+_SCALARS: dict[type, Callable[[Any], str]] = {
+    str: encode_basestring,
+    int: int.__repr__,
+    bool: lambda value: "true" if value else "false",
+    float: _float,
+}
+
+
+def _value(value: Any) -> str:
+    """The JSON of one fact's value, as ``encode`` writes it."""
+    scalar = _SCALARS.get(type(value))
+    return encode(value) if scalar is None else scalar(value)
 
 
 def _named(tree: nodes.Template) -> set[str]:

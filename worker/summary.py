@@ -22,13 +22,17 @@ class CampaignSummary:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def since(conn: Connection, start: datetime) -> list[CampaignSummary]:
-    """Per campaign, the ledger rows created at or after ``start``."""
+def since(
+    conn: Connection, start: datetime, until: datetime | None = None
+) -> list[CampaignSummary]:
+    """Per campaign, the ledger rows created at or after ``start`` (and not after ``until``)."""
     query = (
         select(D.c.campaign, D.c.step, D.c.channel, D.c.status, func.count())
         .where(D.c.created_at >= start)
         .group_by(D.c.campaign, D.c.step, D.c.channel, D.c.status)
     )
+    if until is not None:
+        query = query.where(D.c.created_at <= until)
     table: dict[str, CampaignSummary] = {}
     for campaign, step, channel, status, count in conn.execute(query):
         row = table.setdefault(campaign, CampaignSummary(campaign))

@@ -15,14 +15,14 @@ from typing import Any
 from crm.records import id_ranges, load_records
 from rules.campaign import Campaign
 from rules.facts import derive
-from worker import ledger
+from worker import ledger, sweep_runs
 from worker.enqueue import enqueue_all
 from worker.ledger_batch import LedgerBatch
 from worker.runtime import Runtime
 from worker.stored_facts import Kept, kept_facts, narrow
 
 LEDGER_ONLY = "MILEPOST_SWEEP_LEDGER_ONLY"
-__all__ = ["LEDGER_ONLY", "enqueue_all", "evaluate_range", "plan_ranges"]
+__all__ = ["LEDGER_ONLY", "enqueue_all", "evaluate_range", "plan_ranges", "plan_run"]
 
 
 def plan_ranges(rt: Runtime, batch: int | None = None) -> list[tuple[int, int]]:
@@ -31,10 +31,26 @@ def plan_ranges(rt: Runtime, batch: int | None = None) -> list[tuple[int, int]]:
         return id_ranges(conn, batch or rt.settings.sweep_batch)
 
 
+def plan_run(rt: Runtime, run_id: int | None, batch: int | None = None) -> list[tuple[int, int]]:
+    """The ranges of a sweep, their number recorded in its run (before any is queued)."""
+    ranges = plan_ranges(rt, batch)
+    if run_id is not None:
+        sweep_runs.planned(rt.engine, run_id, len(ranges))
+    return ranges
+
+
 def evaluate_range(
-    rt: Runtime, lo: int, hi: int, as_of: str, now: datetime | None = None
+    rt: Runtime,
+    lo: int,
+    hi: int,
+    as_of: str,
+    now: datetime | None = None,
+    run_id: int | None = None,
 ) -> list[int]:
-    """Match vehicles lo..hi as of ``as_of``; returns the ids of new ledger rows due now."""
+    """Match vehicles lo..hi as of ``as_of``; returns the ids of new ledger rows due now.
+
+    With ``run_id`` the range is also marked done in that sweep run, with its rows.
+    """
     moment = datetime.fromisoformat(as_of)
     now = now or max(datetime.now(UTC), moment)
     tz, holidays, rates = rt.settings.tz, rt.holidays, rt.settings.km_per_day
@@ -64,6 +80,8 @@ def evaluate_range(
                 if subject not in skip:
                     batch.add(campaign, owner, narrow(all_facts, keep))
         due = batch.insert(conn)
+        if run_id is not None:  # last: the run's row stays locked only until the commit
+            sweep_runs.range_done(conn, run_id, lo, hi)
     return [] if os.environ.get(LEDGER_ONLY, "") not in ("", "0") else due
 
 
