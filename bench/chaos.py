@@ -1,6 +1,6 @@
 """Chaos benchmark: SMS deliveries while workers are SIGKILLed and Redis and PostgreSQL restart.
 
-    .venv/bin/python bench/chaos.py           # 100,000 deliveries: 20-40 minutes on 2 cores
+    .venv/bin/python bench/chaos.py           # 100,000 deliveries: ~35 min on 2 busy cores
     .venv/bin/python bench/chaos.py --deliveries 3000 --no-restarts      # a look, ~1 minute
 
 What runs, all on 127.0.0.1: a throw-away PostgreSQL database (milepost_bench_chaos, dropped at

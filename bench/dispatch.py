@@ -53,14 +53,6 @@ from dispatch_phases import Bench  # noqa: E402
 
 from worker import actors  # noqa: E402 — the broker the `nap` actor is declared on
 
-if ARGS is None and os.environ.get("MILEPOST_BENCH_WARM_UP"):
-    # In a worker process: load campaigns, templates and channels (the Twilio SDK imports ~3 MB
-    # of modules on its first message) before the first message, as a long-running worker has.
-    from worker.runtime import get_runtime
-
-    _runtime = get_runtime()
-    _runtime.campaigns, _runtime.channels["sms"].client.messages
-
 
 @dramatiq.actor(queue_name=NAP_QUEUE, max_retries=0)
 def nap(seconds: float) -> None:

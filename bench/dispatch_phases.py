@@ -73,7 +73,6 @@ class Bench:
             # The Redis rate limiter runs for every SMS, set high enough not to hold them back.
             "MILEPOST_SMS_RATE_PER_S": "100000",
             "dramatiq_queue_prefetch": str(self.args.prefetch),
-            "MILEPOST_BENCH_WARM_UP": "1",
         }
         return self.fake_url
 

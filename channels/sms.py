@@ -84,6 +84,10 @@ class TwilioSMSChannel:
             public_base_url=settings.public_base_url,
         )
 
+    def warm(self) -> None:
+        """Import the SDK's Messages resource (~3 MB of modules, loaded on first use)."""
+        self.client.messages  # noqa: B018
+
     def send(self, message: Message) -> Receipt:
         """Ask Twilio to send ``message``; raises ChannelError or DeliveryUncertain."""
         options: dict[str, Any] = {"validity_period": self.validity_s}

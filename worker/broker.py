@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -33,6 +35,18 @@ HEARTBEAT_TIMEOUT_MS = 10_000
 MAINTENANCE_CHANCE = 200_000
 
 
+class WarmUp(Middleware):
+    """Each worker process builds its runtime at boot, before it takes a message."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from worker.runtime import get_runtime
+
+        try:
+            get_runtime().warm()
+        except Exception:  # the first message reports it (e.g. invalid campaigns) and retries
+            logging.getLogger("milepost.worker").exception("warming up failed")
+
+
 def middleware(settings: Settings, *, metrics: bool) -> list[Middleware]:
     """Dramatiq's default stack with Milepost's limits, and Prometheus for real brokers."""
     stack: list[Middleware] = [
@@ -43,6 +57,8 @@ def middleware(settings: Settings, *, metrics: bool) -> list[Middleware]:
         Pipelines(),
         Retries(),
     ]
+    if metrics:  # a real broker: a long-running worker daemon
+        stack.append(WarmUp())
     if metrics and settings.metrics_port:
         from worker.metrics import Metrics
 
