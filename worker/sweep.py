@@ -19,7 +19,7 @@ from worker import ledger, sweep_runs
 from worker.enqueue import enqueue_all
 from worker.ledger_batch import LedgerBatch
 from worker.runtime import Runtime
-from worker.stored_facts import Kept, kept_facts, narrow
+from worker.stored_facts import Kept, kept_facts
 
 LEDGER_ONLY = "MILEPOST_SWEEP_LEDGER_ONLY"
 __all__ = ["LEDGER_ONLY", "enqueue_all", "evaluate_range", "plan_ranges", "plan_run"]
@@ -72,13 +72,13 @@ def evaluate_range(
     with rt.engine.begin() as conn:
         matched = [campaign for campaign, _ in hits.values()]
         seen = ledger.recently_matched_in_range(conn, matched, lo, hi, local_day)
-        batch = LedgerBatch(conn.dialect, local_day, moment, now)
+        # The batch writes each row's stored facts straight from all of them (kept per campaign).
+        batch = LedgerBatch(conn.dialect, local_day, moment, now, kept=kept)
         for campaign, found in hits.values():
             skip = seen.get(campaign.id, ())
-            keep = kept.get(campaign.id)
             for subject, owner, all_facts in found:
                 if subject not in skip:
-                    batch.add(campaign, owner, narrow(all_facts, keep))
+                    batch.add(campaign, owner, all_facts)
         due = batch.insert(conn)
         if run_id is not None:  # last: the run's row stays locked only until the commit
             sweep_runs.range_done(conn, run_id, lo, hi)
