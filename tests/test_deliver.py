@@ -6,8 +6,10 @@ and the fake's own count shows no message reached it twice.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -29,7 +31,8 @@ from sqlalchemy import bindparam, select
 from channels.base import Message
 from channels.fakes.twilio_server import FakeTwilio, Reply
 from rules.sms import fit
-from worker import actors, scheduler
+from worker import actors, claims, scheduler
+from worker import deliver as delivering
 from worker.deliver import backoff, deliver
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
@@ -56,6 +59,24 @@ def test_it_sends_once_and_records_the_sid_the_segments_and_the_attempt(
     assert sent["provider_id"] == request.sid and sent["sent_at"] == OPEN
     assert request.to == PHONE and request.body
     assert sent["segments"] == fit(request.body)[2] >= 1
+
+
+def test_a_database_away_just_after_the_send_is_waited_for_not_reported_unknown(
+    rt: Runtime, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivery = add_delivery(rt, add_customer(rt))
+    record, failures = claims.DeliveryRows.record, [sqlite3.OperationalError("disk I/O error")]
+
+    def restarting(self: claims.DeliveryRows, *args: Any, **kwargs: Any) -> None:
+        if failures:  # the first try: the database is restarting
+            raise failures.pop()
+        record(self, *args, **kwargs)
+
+    monkeypatch.setattr(claims.DeliveryRows, "record", restarting)
+    monkeypatch.setattr(delivering, "RECORD_WAITS_S", (0.01,))
+
+    assert deliver(rt, delivery, OPEN).status == "sent"
+    assert row(rt, delivery)["status"] == "sent" and len(fake.requests) == 1
 
 
 FAULTS = [

@@ -12,9 +12,12 @@ the row in `sending`, which the scheduler turns into `unknown`: never sent twice
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 from channels.base import ChannelError, DeliveryUncertain, Message, Receipt
 from channels.call import CallListChannel
@@ -26,6 +29,7 @@ from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.deliver")
 THROTTLE_WAIT_S = 1.0
+RECORD_WAITS_S = (0.5, 1.0, 2.0, 4.0)  # ~7.5 s: a PostgreSQL restart here took 4 s
 # Provider codes that mean "the customer opted out", recorded in consents as they come back.
 OPTED_OUT = {("sms", "21610")}
 
@@ -183,6 +187,34 @@ def backoff(attempt: int, first_s: float, cap_s: float) -> float:
 
 
 def _record(
+    rt: Runtime,
+    row: dict[str, Any],
+    now: datetime,
+    status: str,
+    *,
+    opt_out: bool = False,
+    **outcome: Any,
+) -> Outcome:
+    """Commit the outcome; a database that is briefly away (a restart) is waited for.
+
+    Once the provider has the message, failing here would leave the row `sending`, later
+    `unknown`: a message we know went out would be reported as maybe-sent.
+    """
+    unavailable = (OperationalError, rt.engine.dialect.loaded_dbapi.OperationalError)
+    for wait in (*RECORD_WAITS_S, None):
+        try:
+            return _record_once(rt, row, now, status, opt_out=opt_out, **outcome)
+        except unavailable:
+            if wait is None:
+                raise
+            log.warning(
+                "delivery %s: database unavailable; recording again in %s s", row["id"], wait
+            )
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _record_once(
     rt: Runtime,
     row: dict[str, Any],
     now: datetime,
