@@ -79,6 +79,28 @@ def test_a_database_away_just_after_the_send_is_waited_for_not_reported_unknown(
     assert row(rt, delivery)["status"] == "sent" and len(fake.requests) == 1
 
 
+def test_a_job_whose_connection_fails_goes_on_with_a_fresh_one(
+    rt: Runtime, fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [add_delivery(rt, add_customer(rt, phone=f"+8613900000{i:03d}")) for i in range(3)]
+    read, used = claims.DeliveryRows.read, []
+
+    def dropping(self: claims.DeliveryRows, delivery_id: int, *args: Any) -> Any:
+        used.append(self.dbapi)
+        if delivery_id == ids[0]:  # the job's connection dies under its first row
+            raise sqlite3.OperationalError("the database connection was lost")
+        return read(self, delivery_id, *args)
+
+    monkeypatch.setattr(claims.DeliveryRows, "read", dropping)
+    with time_machine.travel(OPEN, tick=True):
+        done = delivering.deliver_all(rt, ids)
+
+    assert done.raised == [ids[0]] and not done.throttled  # its job is retried for that row
+    assert [row(rt, i)["status"] for i in ids] == ["pending", "sent", "sent"]
+    assert used[1] is not used[0] and used[2] is used[1]  # replaced once, then kept
+    assert len(fake.requests) == 2
+
+
 FAULTS = [
     # reply, final status, error code recorded, messages the provider created, requests made
     (Reply.accept(delay_s=1.5), "unknown", "twilio-timeout", 1, 1),

@@ -24,7 +24,7 @@ from channels.call import CallListChannel
 from channels.outbox import OutboxChannel
 from crm.consent import set_consent
 from worker import claims, journeys, policies, throttle
-from worker.prepared import connection
+from worker.prepared import Lease
 from worker.runtime import Runtime
 
 log = logging.getLogger("milepost.deliver")
@@ -54,25 +54,29 @@ class Done:
 def deliver_all(rt: Runtime, delivery_ids: list[int]) -> Done:
     """Deliver rows one after the other; a row that raises does not stop the others."""
     raised: list[int] = []
-    for at, delivery_id in enumerate(delivery_ids):
-        try:
-            outcome = deliver(rt, delivery_id)
-        except Exception:
-            log.exception("delivery %s: raised; its job will be retried", delivery_id)
-            raised.append(delivery_id)
-            continue
-        if outcome.status == "throttled":  # the rest would be throttled too
-            return Done(raised, list(delivery_ids[at:]))
+    with Lease(rt.engine) as db:  # one connection for the job's rows
+        for at, delivery_id in enumerate(delivery_ids):
+            try:
+                outcome = deliver(rt, delivery_id, db=db)
+            except Exception:
+                log.exception("delivery %s: raised; its job will be retried", delivery_id)
+                raised.append(delivery_id)
+                db.discard()  # it may be what failed
+                continue
+            if outcome.status == "throttled":  # the rest would be throttled too
+                return Done(raised, list(delivery_ids[at:]))
     return Done(raised, [])
 
 
-def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outcome:
+def deliver(
+    rt: Runtime, delivery_id: int, now: datetime | None = None, db: Lease | None = None
+) -> Outcome:
     """Run one delivery to its next state; never sends a row twice."""
+    if db is None:
+        with Lease(rt.engine) as own:
+            return deliver(rt, delivery_id, now, own)
     now = now or datetime.now(UTC)
-    # One pooled connection for the read and the claim: a checkout costs more than a read.
-    # It goes back before the send, so threads waiting on the provider hold none.
-    with connection(rt.engine) as dbapi:
-        ready = _claim(rt, claims.DeliveryRows(dbapi, rt.engine.dialect), delivery_id, now)
+    ready = _claim(rt, claims.DeliveryRows(db.get(), rt.engine.dialect), delivery_id, now)
     if isinstance(ready, Outcome):
         return ready
     row, recipient = ready
@@ -80,18 +84,18 @@ def deliver(rt: Runtime, delivery_id: int, now: datetime | None = None) -> Outco
         message = _message(rt, row, recipient)
     except Exception as exc:  # a template that passed `campaigns check` but failed on this data
         log.exception("delivery %s: rendering failed", delivery_id)
-        return _record(rt, row, now, "failed", reason=f"render: {exc}")
+        return _record(rt, db, row, now, "failed", reason=f"render: {exc}")
     try:
         receipt = rt.channels[row["channel"]].send(message)
     except ChannelError as exc:
-        return _failed(rt, row, now, exc, message.segments)
+        return _failed(rt, db, row, now, exc, message.segments)
     except Exception as exc:
         # We cannot tell whether the provider took it: never resend blindly.
         log.exception("delivery %s: outcome unknown", delivery_id)
         reason = f"{type(exc).__name__}: {exc}"
         unknown: dict[str, Any] = {"reason": reason, "segments": message.segments, "sent_at": now}
-        return _record(rt, row, now, "unknown", tried=True, **unknown)
-    return _sent(rt, row, now, receipt, message)
+        return _record(rt, db, row, now, "unknown", tried=True, **unknown)
+    return _sent(rt, db, row, now, receipt, message)
 
 
 def _claim(
@@ -127,6 +131,7 @@ def _claim(
 
 def _sent(
     rt: Runtime,
+    db: Lease,
     row: dict[str, Any],
     now: datetime,
     receipt: Receipt,
@@ -134,6 +139,7 @@ def _sent(
 ) -> Outcome:
     return _record(
         rt,
+        db,
         row,
         now,
         receipt.status,
@@ -146,6 +152,7 @@ def _sent(
 
 def _failed(
     rt: Runtime,
+    db: Lease,
     row: dict[str, Any],
     now: datetime,
     exc: ChannelError,
@@ -157,11 +164,12 @@ def _failed(
         # It may have gone out, and been billed: keep its segments with it.
         unknown: dict[str, Any] = {"reason": reason, "error_code": code, "segments": segments}
         unknown["sent_at"] = now
-        return _record(rt, row, now, "unknown", tried=True, **unknown)
+        return _record(rt, db, row, now, "unknown", tried=True, **unknown)
     if exc.permanent:
         opt_out = (row["channel"], code) in OPTED_OUT
         return _record(
             rt,
+            db,
             row,
             now,
             "failed",
@@ -174,10 +182,10 @@ def _failed(
     settings = rt.settings
     if attempt >= settings.retry_max_attempts:
         reason = f"gave up after {attempt} attempts: {exc}"
-        return _record(rt, row, now, "failed", reason=reason, error_code=code, tried=True)
+        return _record(rt, db, row, now, "failed", reason=reason, error_code=code, tried=True)
     wait = backoff(attempt, settings.retry_backoff_s, settings.retry_backoff_cap_s)
     due = now + timedelta(seconds=wait)
-    _record(rt, row, now, "retry", reason=reason, error_code=code, tried=True, due_at=due)
+    _record(rt, db, row, now, "retry", reason=reason, error_code=code, tried=True, due_at=due)
     return Outcome("retry", reason, retry_in=wait)
 
 
@@ -188,6 +196,7 @@ def backoff(attempt: int, first_s: float, cap_s: float) -> float:
 
 def _record(
     rt: Runtime,
+    db: Lease,
     row: dict[str, Any],
     now: datetime,
     status: str,
@@ -203,19 +212,21 @@ def _record(
     unavailable = (OperationalError, rt.engine.dialect.loaded_dbapi.OperationalError)
     for wait in (*RECORD_WAITS_S, None):
         try:
-            return _record_once(rt, row, now, status, opt_out=opt_out, **outcome)
+            return _record_once(rt, db, row, now, status, opt_out=opt_out, **outcome)
         except unavailable:
             if wait is None:
                 raise
             log.warning(
                 "delivery %s: database unavailable; recording again in %s s", row["id"], wait
             )
+            db.discard()  # the next attempt checks out a connection that works
             time.sleep(wait)
     raise AssertionError("unreachable")
 
 
 def _record_once(
     rt: Runtime,
+    db: Lease,
     row: dict[str, Any],
     now: datetime,
     status: str,
@@ -229,8 +240,7 @@ def _record_once(
             claims.RECORD.rowcount(conn.connection.dbapi_connection, rt.engine.dialect, values)
             set_consent(conn, row["customer_id"], row["channel"], False, "provider-opt-out", now)
     else:
-        with connection(rt.engine) as dbapi:
-            claims.DeliveryRows(dbapi, rt.engine.dialect).record(row["id"], now, status, **outcome)
+        claims.DeliveryRows(db.get(), rt.engine.dialect).record(row["id"], now, status, **outcome)
     return Outcome(status, outcome.get("reason"))
 
 
