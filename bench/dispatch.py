@@ -69,11 +69,12 @@ def _zone_in_window() -> str:
 
 def build(url: str, count: int) -> None:
     """A fresh ledger of ``count`` due marketing SMS, one per customer."""
-    from sqlalchemy import insert, text
+    from sqlalchemy import insert
 
     from crm.db import get_engine
     from crm.migrate import upgrade
     from crm.models import Customer, Delivery, table
+    from worker import ledger_stats
 
     upgrade(url)
     now = datetime.now(UTC) - timedelta(minutes=1)
@@ -95,13 +96,8 @@ def build(url: str, count: int) -> None:
     with get_engine(url).begin() as conn:
         conn.execute(insert(table(Customer)), customers)
         conn.execute(insert(table(Delivery)), rows)
-    if url.startswith("postgresql"):
-        # A table loaded a moment ago has no statistics yet (autovacuum gathers them within
-        # a minute or so): without them PostgreSQL reads the cap's competitors through the
-        # status index, 40,000 entries per delivery, instead of the customer's handful.
-        with get_engine(url).connect() as conn:
-            conn.execute(text("ANALYZE deliveries, customers"))
-            conn.commit()
+    # What the sweep does after filling the ledger (see worker.ledger_stats).
+    ledger_stats.refresh(get_engine(url))
 
 
 def database(name: str, out: Path) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 import dramatiq
 
 from worker import deliver as delivering
+from worker import ledger_stats, throttle
 from worker import sweep as sweeping
-from worker import throttle
 from worker.broker import make_broker
 from worker.runtime import get_runtime
 from worker.settings import get_settings
@@ -36,7 +36,10 @@ def sweep(as_of: str, batch: int | None = None, run_id: int | None = None) -> No
 @dramatiq.actor(queue_name="evaluate", max_retries=5, max_age=DAY_MS)
 def evaluate(lo: int, hi: int, as_of: str, run_id: int | None = None) -> None:
     """Evaluate every campaign for vehicles lo..hi; queue the new rows that are due."""
-    due = sweeping.evaluate_range(get_runtime(), lo, hi, as_of, run_id=run_id)
+    rt = get_runtime()
+    due = sweeping.evaluate_range(rt, lo, hi, as_of, run_id=run_id)
+    if due:  # before their jobs go out: each reads the ledger with a plan fit for its size
+        ledger_stats.refresh(rt.engine)
     sweeping.enqueue_all(broker, deliver_jobs(due))
 
 
