@@ -17,10 +17,12 @@ from sqlalchemy import Engine, text
 
 log = logging.getLogger("milepost.ledger")
 
-# Stale: more rows changed since the last ANALYZE than this share of the table (or than
-# MIN_CHANGED, for a small one). Autovacuum's own default share is 10%; ANALYZE samples
-# 30,000 rows whatever the table's size, so the cost of running it is bounded.
-STALE_SHARE = 0.2
+# Stale: more rows changed since the last ANALYZE than the table then held (and than
+# MIN_CHANGED). Once there are statistics the planner scales them to the table's current
+# size, so a growing ledger keeps its plan; what goes wrong is a ledger with none, or one
+# that has changed out of all recognition. Doubling keeps a 1M-vehicle sweep to a dozen
+# ANALYZEs, each a bounded sample of 30,000 rows; autovacuum keeps them fresh afterwards.
+STALE_SHARE = 1.0
 MIN_CHANGED = 1_000
 
 # Never analyzed (reltuples -1, or 0 before PostgreSQL 14): known at once. Rows changed since:
