@@ -67,6 +67,26 @@ def test_the_worker_command_takes_processes_threads_and_prefetch_from_settings()
     assert worker_command(Settings(worker_prefetch=100, metrics_port=0))[1] == {
         "dramatiq_queue_prefetch": "100"
     }
+    assert argv[argv.index("--worker-fork-timeout") + 1] == "10000"
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_process_killed_at_boot_stops_the_worker_within_seconds(tmp_path: Path) -> None:
+    # Nothing to consume: the module kills its own process before any broker is made.
+    settings = Settings(metrics_port=0)
+    argv, extra = worker_command(settings, processes=1, threads=1, module="dies_at_boot")
+    env = milepost_env(metrics_port=0) | extra | {"PYTHONPATH": str(ROOT / "tests")}
+    worker = Daemon(argv, env, tmp_path / "w")
+    try:
+        started = time.monotonic()
+        code = worker.proc.wait(timeout=50)
+        took = time.monotonic() - started
+
+        # Not its output: Dramatiq's main process can exit before writing out its last log line.
+        assert code != 0, worker.output()
+        assert took < 20, f"took {took:.1f} s (Dramatiq's default wait: 30 s)\n{worker.output()}"
+    finally:
+        worker.cleanup()
 
 
 def test_the_redis_broker_gives_a_dead_workers_messages_back_fast() -> None:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import dramatiq
 import pytest
 import time_machine
+from conftest import require_service
 from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, insert, select, update
 
 from crm.demo import generate
 from crm.models import CallTask, Delivery, OutboxMessage, table
 from worker import actors, scheduler
+from worker.broker import make_broker
+from worker.daemons import broker_problem
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
 from worker.runtime import Runtime, get_runtime, reset_runtime
@@ -31,6 +38,8 @@ WAITING = {"pending", "retry", "deferred", "sending"}
 # Rows that need a job: lost ones, a retry whose backoff is over, a quiet-hours window that
 # opened, a journey step that came due. Not: rows queued moments ago, or not yet due.
 EXPECTED_REQUEUE = ("lost", "retry_over", "deferred_open", "step_due")
+BECAME_DUE = EXPECTED_REQUEUE[1:]  # nobody queued them since: no job of theirs can be waiting
+RABBITMQ_URL = os.environ.get("MILEPOST_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
 def queued() -> list[int]:
@@ -66,7 +75,7 @@ def seed(rt: Runtime) -> dict[str, list[int]]:
         "retry_over": due[5:6],  # backoff over: nobody queued it since
         "deferred_open": due[6:7],  # quiet-hours window opened a minute ago
         "deferred_shut": due[7:8],
-        "step_due": later[:1],  # a journey's later step, due since an hour
+        "step_due": later[:1],  # a journey's later step, due since 5 minutes (after its insert)
         "step_later": later[1:2],
     }
     set_rows(rt, rows["fresh"], updated_at=NOW - timedelta(minutes=1))
@@ -75,7 +84,7 @@ def seed(rt: Runtime) -> dict[str, list[int]]:
     set_rows(rt, rows["retry_over"], status="retry", due_at=NOW - timedelta(seconds=5))
     set_rows(rt, rows["deferred_open"], status="deferred", due_at=NOW - timedelta(minutes=1))
     set_rows(rt, rows["deferred_shut"], status="deferred", due_at=NOW + timedelta(hours=1))
-    set_rows(rt, rows["step_due"], due_at=NOW - timedelta(hours=1))
+    set_rows(rt, rows["step_due"], due_at=NOW - timedelta(minutes=5))
     set_rows(rt, due[8:], status="sent")
     with rt.engine.begin() as conn:
         for delivery_id, due_by in ((due[8], NOW - timedelta(minutes=1)), (due[9], NOW + DAY1)):
@@ -178,6 +187,93 @@ def test_two_schedulers_ticking_at_once_take_each_row_once(
         assert second == []
     finally:
         reset_runtime()
+
+
+@pytest.fixture
+def redis_broker(redis_url: str) -> Iterator[RedisBroker]:
+    """Milepost's Redis broker on the test's own, emptied, Redis database."""
+    broker = make_broker(Settings(broker_url=redis_url, metrics_port=0))
+    assert isinstance(broker, RedisBroker)
+    yield broker
+    broker.close()
+
+
+def held(broker: RedisBroker) -> list[int]:
+    """The delivery ids of the `deliver` jobs Redis holds, waiting or taken by a worker."""
+    bodies = cast(list[bytes], broker.client.hvals("dramatiq:deliver.msgs"))  # not decoded
+    return sorted(i for body in bodies for i in Message.decode(body).args[0])
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("job", ["waiting", "taken-by-a-worker", "delayed"])
+def test_while_redis_holds_a_deliver_job_no_waiting_rows_job_is_queued_again(
+    runtime: Runtime, redis_broker: RedisBroker, job: str
+) -> None:
+    rows = seed(runtime)
+    # The "lost" rows' job is in fact still held, behind a backlog slower than the wait.
+    if job == "delayed":  # throttled: it waits out its delay, leaving its rows untouched
+        redis_broker.enqueue(actors.deliver.message(rows["lost"]), delay=60_000)
+    else:
+        enqueue_all(redis_broker, actors.deliver_jobs(rows["lost"]))
+    if job == "taken-by-a-worker":  # it runs, or its worker was killed: Redis gives it back
+        assert next(redis_broker.consume("deliver")) is not None
+
+    counts = [scheduler.tick(NOW + timedelta(minutes=m), broker=redis_broker) for m in (0, 10)]
+
+    became_due = sorted(i for kind in BECAME_DUE for i in rows[kind])
+    assert [c["requeued"] for c in counts] == [len(became_due), 0]
+    assert held(redis_broker) == sorted(became_due + (rows["lost"] if job != "delayed" else []))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("stuck", [False, True], ids=["no-job", "a-stuck-delayed-job"])
+def test_once_redis_holds_no_deliver_job_a_lost_rows_job_is_queued_again(
+    runtime: Runtime, redis_broker: RedisBroker, stuck: bool
+) -> None:
+    rows = seed(runtime)  # the sweep's jobs of 10 minutes ago are gone: Redis restarted, say
+    if stuck:  # 10 minutes overdue: a delayed job Dramatiq forgot on a Redis connection error
+        redis_broker.enqueue(actors.deliver.message(rows["deferred_shut"]), delay=-600_000)
+
+    counts = scheduler.tick(NOW, broker=redis_broker)
+
+    expected = sorted(i for kind in EXPECTED_REQUEUE for i in rows[kind])
+    assert counts["requeued"] == len(expected)
+    assert held(redis_broker) == expected
+
+
+@pytest.fixture(params=["in-process", "redis", "rabbitmq"])
+def any_broker(request: pytest.FixtureRequest) -> Iterator[tuple[dramatiq.Broker, str]]:
+    """Each kind of broker, with a queue name of its own (deleted afterwards)."""
+    url, queue = None, f"count-{uuid.uuid4().hex[:8]}"
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "rabbitmq":
+        url = RABBITMQ_URL
+        if problem := broker_problem(url):
+            require_service("RabbitMQ", problem)
+    broker = make_broker(Settings(broker_url=url, metrics_port=0))
+    yield broker, queue
+    if request.param == "rabbitmq":
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            broker.channel.queue_delete(name)  # type: ignore[attr-defined]
+    broker.close()
+
+
+def test_every_broker_counts_the_jobs_it_holds_delayed_ones_included(
+    any_broker: tuple[dramatiq.Broker, str],
+) -> None:
+    broker, queue = any_broker
+    broker.declare_queue(queue)
+    job: Message[Any] = Message(
+        queue_name=queue, actor_name="deliver", args=([1],), kwargs={}, options={}
+    )
+    assert scheduler.queued_jobs(broker, queue) == 0
+
+    broker.enqueue(job.copy(), delay=60_000)
+    for _ in range(3):
+        broker.enqueue(job.copy())
+
+    assert scheduler.queued_jobs(broker, queue) == 4
 
 
 @pytest.mark.parametrize(

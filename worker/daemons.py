@@ -22,6 +22,12 @@ err = Console(stderr=True)
 # worker requeues what it prefetched and exits before Docker resorts to SIGKILL.
 SHUTDOWN_TIMEOUT_MS = 50_000
 PREFETCH_PER_THREAD = 8  # Dramatiq's 2 per thread capped a thread at ~260 short jobs/s
+# Dramatiq's main process waits this long for each worker process to boot before it starts
+# the forks (our metrics server) and watches the workers; SIGTERM waits too. A worker killed
+# while booting never reports in, so it was noticed only after the default 30 s. A boot takes
+# 1-2 s of CPU; the metrics fork needs the first worker's imports done within this wait + 1 s.
+# (Dramatiq 2 has no --worker-timeout: dramatiq_worker_timeout is how often idle threads poll.)
+FORK_TIMEOUT_MS = 10_000
 BROKER_TIMEOUT_S = 5
 
 
@@ -56,6 +62,7 @@ def worker_command(
     argv = [sys.executable, "-m", "dramatiq", module]
     argv += ["--processes", str(processes or settings.worker_processes)]
     argv += ["--threads", str(threads), "--worker-shutdown-timeout", str(SHUTDOWN_TIMEOUT_MS)]
+    argv += ["--worker-fork-timeout", str(FORK_TIMEOUT_MS)]
     return argv, env
 
 

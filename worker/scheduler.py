@@ -4,6 +4,10 @@ A double tick (two schedulers by mistake, a restart in the middle) changes nothi
 is deduplicated by the ledger's unique key, the rows a tick requeues are claimed by a
 conditional UPDATE so a second tick finds none, a duplicate job finds its row already claimed,
 and the other jobs are conditional UPDATEs.
+
+A waiting row's job counts as lost only while the broker holds no `deliver` job at all: a
+backlog that drains slower than MILEPOST_REQUEUE_QUIET_S was otherwise queued again and again,
+each copy a failed claim that slowed the drain further (a storm of duplicate jobs).
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
+import dramatiq
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+from dramatiq import Message
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis, dq_name
 from sqlalchemy import Connection, or_, select, update
 
 from worker import calls, ledger
@@ -24,10 +35,12 @@ from worker.settings import Settings, get_settings
 log = logging.getLogger("milepost.scheduler")
 D = ledger.D
 # How often the tick runs and its two waits are settings (MILEPOST_SCHEDULER_TICK_S, …). A row
-# queued MILEPOST_REQUEUE_QUIET_S ago and still waiting lost its job (or sits behind a long
-# backlog, where a second job costs one failed claim): long, so a backlog is not queued again
-# and again.
+# queued MILEPOST_REQUEUE_QUIET_S ago and still waiting lost its job if the broker holds none.
 REQUEUE_LIMIT = 10_000  # per tick: 20k rows a minute, and a tick stays short
+# A worker moves a delayed job to its queue within a second or two of its eta. On a Redis
+# connection error Dramatiq forgets the delayed jobs a worker took, which stay taken while it
+# lives: a job this late is one of those, and must not hold the requeue of lost jobs back.
+STUCK_AFTER_MS = 60_000
 WAITING = ("pending", "retry", "deferred")
 
 
@@ -51,20 +64,22 @@ def take_due(
     limit: int = REQUEUE_LIMIT,
     *,
     quiet: timedelta | None = None,
+    lost: bool = True,
 ) -> list[int]:
     """Claim the rows that need a (new) `deliver` job; their ids, most important first.
 
     A row needs one when it became due after it was last touched (a later journey step, a
-    retry's backoff over, a quiet-hours window open: nobody has queued it since), or when it
-    was queued ``quiet`` (default: MILEPOST_REQUEUE_QUIET_S) ago and still waits. Stamping
-    `updated_at` is the claim: a second tick, at once or from a second scheduler, finds nothing
-    to take.
+    retry's backoff over, a quiet-hours window open: nobody has queued it since), or, with
+    ``lost``, when it was queued ``quiet`` (default: MILEPOST_REQUEUE_QUIET_S) ago and still
+    waits. Stamping `updated_at` is the claim: a second tick, at once or from a second
+    scheduler, finds nothing to take.
     """
     quiet = quiet or timedelta(seconds=get_settings().requeue_quiet_s)
+    became_due = D.c.updated_at < D.c.due_at
     needs_job = (
         D.c.status.in_(WAITING),
         D.c.due_at <= now,
-        or_(D.c.updated_at < D.c.due_at, D.c.updated_at <= now - quiet),
+        or_(became_due, D.c.updated_at <= now - quiet) if lost else became_due,
     )
     query = select(D.c.id).where(*needs_job).order_by(D.c.priority.desc(), D.c.due_at)
     ids = list(conn.execute(query.limit(limit)).scalars())
@@ -76,23 +91,52 @@ def take_due(
     return [i for i in ids if i in won]
 
 
-def tick(now: datetime | None = None) -> dict[str, int]:
+def queued_jobs(broker: dramatiq.Broker, queue: str = "deliver") -> int:
+    """How many ``queue`` jobs, delayed ones included, the broker holds for a worker to run.
+
+    Redis: waiting or taken and not yet acked (a killed worker's come back once its heartbeat
+    is stale), delayed ones unless stuck. RabbitMQ: waiting; it gives a killed worker's back at
+    once, but cannot count what live workers took (delayed ones too). In-process: waiting or
+    running.
+    """
+    if isinstance(broker, RedisBroker):
+        # A job's body stays in these hashes from its enqueue to its ack.
+        key = f"{broker.namespace}:{queue}"
+        delayed = cast(list[bytes], broker.client.hvals(f"{key}.DQ.msgs"))
+        late = current_millis() - STUCK_AFTER_MS
+        live = sum(Message.decode(body).options.get("eta", 0) > late for body in delayed)
+        return int(broker.client.hlen(f"{key}.msgs")) + live
+    if isinstance(broker, RabbitmqBroker):
+        ready, ready_later, _dead = broker.get_queue_message_counts(queue)
+        return ready + ready_later
+    if isinstance(broker, StubBroker):
+        held = (broker.queues.get(name) for name in (queue, dq_name(queue)))
+        return sum(waiting.unfinished_tasks for waiting in held if waiting)
+    raise TypeError(f"cannot count the jobs of a {type(broker).__name__}")
+
+
+def tick(now: datetime | None = None, broker: dramatiq.Broker | None = None) -> dict[str, int]:
     """Housekeeping: stale `sending` rows to `unknown`, due rows requeued, late calls expired."""
     from worker import actors
 
     now = now or datetime.now(UTC)
+    broker = broker or actors.broker
     rt = get_runtime()
     stale, quiet = rt.settings.stale_sending_s, rt.settings.requeue_quiet_s
+    # While the broker holds any `deliver` job, a waiting row's may be among them: only the rows
+    # that became due are queued, the others wait for the backlog to drain. Asked first, so a
+    # broker that does not answer fails the tick before anything is claimed.
+    held = queued_jobs(broker, actors.deliver.queue_name)
     with rt.engine.begin() as conn:
         unknown = ledger.mark_stale_unknown(conn, now, timedelta(seconds=stale))
         expired = calls.expire(conn, now)
-        due = take_due(conn, now, quiet=timedelta(seconds=quiet))
+        due = take_due(conn, now, quiet=timedelta(seconds=quiet), lost=held == 0)
     # Queued after the commit: if the broker is down the claim stands and the rows come round
     # again after MILEPOST_REQUEUE_QUIET_S; the opposite order could queue jobs for an undone claim.
-    enqueue_all(actors.broker, actors.deliver_jobs(due))
+    enqueue_all(broker, actors.deliver_jobs(due))
     counts = {"unknown": unknown, "expired_calls": expired, "requeued": len(due)}
-    if any(counts.values()):
-        log.info("tick: %s", counts)
+    if any(counts.values()) or held:
+        log.info("tick: %s; the broker held %d deliver jobs", counts, held)
     return counts
 
 

@@ -84,8 +84,9 @@ class Settings(BaseSettings):
     email_from: str = "Milepost Motors <care@example.com>"
     email_rate_per_s: float = 20.0
     # The scheduler's housekeeping tick: how often it runs; how long a waiting row may sit
-    # after its job was queued before the job counts as lost and is queued again; how long a
-    # row may stay `sending` before its worker counts as dead and the row becomes `unknown`.
+    # after its job was queued before the job counts as lost and is queued again (only while
+    # the broker holds no `deliver` job); how long a row may stay `sending` before its worker
+    # counts as dead and the row becomes `unknown`.
     scheduler_tick_s: float = 30.0
     requeue_quiet_s: float = 300.0
     stale_sending_s: float = 600.0  # after the provider timeouts above: checked
