@@ -122,12 +122,16 @@ def connection(engine: Engine) -> Iterator[Any]:
 
 
 class Lease:
-    """One pooled DBAPI connection kept for a run of statements; a failed one is thrown away.
+    """One pooled DBAPI connection in autocommit, kept for a run of single statements.
 
     A `deliver` job leases one for its rows: a checkout (with PostgreSQL's pre-ping, a round
-    trip) per job instead of two per row. Between statements no transaction stays open, so a
-    held connection holds no lock. After an error the connection may be dead (a database
-    restart): ``discard`` invalidates it, and the next statement checks out a fresh one.
+    trip) per job instead of two per row. Every statement run on it stands alone (a read, a
+    conditional UPDATE), atomic by itself, so autocommit drops the BEGIN and COMMIT around
+    each: on PostgreSQL two round trips per statement, on SQLite two more steps, each one a
+    release of the GIL to the worker's other threads. No transaction stays open between
+    statements, so a held connection holds no lock. After an error the connection may be
+    dead (a database restart): ``discard`` invalidates it, and the next statement checks out
+    a fresh one. It goes back to the pool in the engine's own isolation level.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -137,7 +141,15 @@ class Lease:
     def get(self) -> Any:
         """The leased DBAPI connection, checked out on first use."""
         if self._dbapi is None:
-            self._dbapi = self.engine.raw_connection()
+            dbapi = self.engine.raw_connection()
+            try:
+                driver = dbapi.dbapi_connection
+                assert driver is not None  # a checked-out connection is open
+                self.engine.dialect.set_isolation_level(driver, "AUTOCOMMIT")
+            except BaseException:
+                dbapi.invalidate()
+                raise
+            self._dbapi = dbapi
         return self._dbapi
 
     def discard(self) -> None:
@@ -146,9 +158,14 @@ class Lease:
             dbapi.invalidate()
 
     def close(self) -> None:
-        """Return the connection to the pool (which rolls back whatever was left open)."""
+        """Return the connection to the pool, as the pool lent it."""
         if self._dbapi is not None:
             dbapi, self._dbapi = self._dbapi, None
+            try:
+                self.engine.dialect.reset_isolation_level(dbapi.dbapi_connection)
+            except Exception:  # dead: the pool must not lend it again
+                dbapi.invalidate()
+                return
             dbapi.close()
 
     def __enter__(self) -> Lease:
