@@ -38,7 +38,12 @@ _BEFORE_SENDING = (
 
 
 class TwilioSMSChannel:
-    """Sends each message with one Messages.create call; the Twilio message SID is the receipt."""
+    """Sends each message with one Messages.create call; the Twilio message SID is the receipt.
+
+    The status callback URL names the delivery (``…/twilio/status?delivery=42``): Twilio may
+    call back before the worker has recorded the SID, or after a worker died without recording
+    it, and the delivery id still finds the row. Twilio signs the URL with its query.
+    """
 
     name = "sms"
 
@@ -62,7 +67,8 @@ class TwilioSMSChannel:
         self.messaging_service_sid = messaging_service_sid
         self.validity_s = validity_s
         base = public_base_url.rstrip("/") if public_base_url else None
-        self.status_callback = f"{base}/twilio/status" if base else None
+        # + the delivery id: each message's status callback URL names its ledger row.
+        self.status_callback_prefix = f"{base}/twilio/status?delivery=" if base else None
 
     @classmethod
     def from_settings(cls, settings: Any, engine: Engine) -> TwilioSMSChannel:
@@ -95,8 +101,8 @@ class TwilioSMSChannel:
             options["messaging_service_sid"] = self.messaging_service_sid
         else:
             options["from_"] = self.sender
-        if self.status_callback:
-            options["status_callback"] = self.status_callback
+        if self.status_callback_prefix:
+            options["status_callback"] = f"{self.status_callback_prefix}{message.delivery_id}"
         try:
             created = self.client.messages.create(
                 to=message.recipient, body=message.body, **options

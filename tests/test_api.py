@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ SECRET = "test-secret-key"
 PHONE, OTHER_PHONE = "+8613812341234", "+8613900001111"
 C, D, CS = table(Customer), table(Delivery), table(Consent)
 NOW = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
+_occurrences = itertools.count(1)
 
 
 @pytest.fixture
@@ -80,7 +82,7 @@ def add_delivery(rt: Runtime, status: str, sid: str | None, channel: str = "sms"
                     "campaign": "first-service",
                     "step": 0,
                     "subject_id": 1,
-                    "occurrence": f"once-{sid}",
+                    "occurrence": f"once-{next(_occurrences)}",
                     "customer_id": 1,
                     "channel": channel,
                     "template": "first-service/sms",
@@ -185,6 +187,103 @@ def test_a_failure_because_the_recipient_unsubscribed_records_the_opt_out(
     add_delivery(api_runtime, "sent", "SM0001")
     twilio_post(client, "/twilio/status", status_params("SM0001", "failed", "21610"))
     assert consents(api_runtime) == {(1, "sms"): (False, "twilio-21610")}
+
+
+# A status callback's URL names its delivery (channels.sms): Twilio may call back before the
+# worker has recorded the SID, or after a worker died without recording it.
+NAMED = [
+    # case, status before, SID before, reported (code), status after, SID after
+    ("an early delivered", "sending", None, "delivered", None, "delivered", "SM0001"),
+    ("an early failure", "sending", None, "failed", "30008", "failed", "SM0001"),
+    ("sent resolves a dead worker's unknown", "unknown", None, "sent", None, "sent", "SM0001"),
+    ("delivered resolves it", "unknown", None, "delivered", None, "delivered", "SM0001"),
+    ("the row's own SID", "sent", "SM0001", "delivered", None, "delivered", "SM0001"),
+    ("another SID: untouched", "sent", "SM0999", "failed", "30008", "sent", "SM0999"),
+    ("unknown, another SID: untouched", "unknown", "SM0999", "sent", None, "unknown", "SM0999"),
+    ("a row not yet sent: untouched", "pending", None, "delivered", None, "pending", None),
+    ("never backwards", "delivered", None, "sent", None, "delivered", None),
+]
+
+
+@pytest.mark.parametrize(("case", "before", "sid", "reported", "code", "after", "after_sid"), NAMED)
+def test_a_callback_naming_its_delivery_finds_the_row_without_a_sid(
+    client: TestClient,
+    api_runtime: Runtime,
+    case: str,
+    before: str,
+    sid: str | None,
+    reported: str,
+    code: str | None,
+    after: str,
+    after_sid: str | None,
+) -> None:
+    delivery_id = add_delivery(api_runtime, before, sid)
+    path = f"/twilio/status?delivery={delivery_id}"
+    response = twilio_post(client, path, status_params("SM0001", reported, code))
+    assert response.status_code == 200, case
+    row = delivery(api_runtime, delivery_id)
+    assert (row["status"], row["provider_id"]) == (after, after_sid), case
+    assert row["error_code"] == (code if after == reported else None), case
+    if after == "sent":
+        assert row["reason"] is None, case  # the dead worker's reason no longer applies
+
+
+def test_a_callback_naming_an_email_delivery_changes_nothing(
+    client: TestClient, api_runtime: Runtime
+) -> None:
+    delivery_id = add_delivery(api_runtime, "unknown", None, channel="email")
+    before = delivery(api_runtime, delivery_id)
+    path = f"/twilio/status?delivery={delivery_id}"
+    twilio_post(client, path, status_params("SM0001", "delivered"))
+    assert delivery(api_runtime, delivery_id) == before
+
+
+def test_an_early_unsubscribed_failure_named_by_delivery_records_the_opt_out(
+    client: TestClient, api_runtime: Runtime
+) -> None:
+    delivery_id = add_delivery(api_runtime, "sending", None)
+    path = f"/twilio/status?delivery={delivery_id}"
+    twilio_post(client, path, status_params("SM0001", "failed", "21610"))
+    assert delivery(api_runtime, delivery_id)["status"] == "failed"
+    assert consents(api_runtime) == {(1, "sms"): (False, "twilio-21610")}
+
+
+@pytest.mark.parametrize(
+    ("case", "signed", "sent"),
+    [
+        ("another delivery id", "?delivery={other}", "?delivery={mine}"),
+        ("signed without the query", "", "?delivery={mine}"),
+        ("signed with the query, sent without", "?delivery={mine}", ""),
+        ("an id added", "?delivery={mine}", "?delivery={mine}&delivery={other}"),
+    ],
+)
+def test_a_callback_whose_url_was_changed_gets_403_and_changes_nothing(
+    client: TestClient, api_runtime: Runtime, case: str, signed: str, sent: str
+) -> None:
+    mine, other = (
+        add_delivery(api_runtime, "unknown", None),
+        add_delivery(api_runtime, "unknown", None),
+    )
+    before = [delivery(api_runtime, mine), delivery(api_runtime, other)]
+    params = status_params("SM0001", "delivered")
+    url = BASE + "/twilio/status" + signed.format(mine=mine, other=other)
+    path = "/twilio/status" + sent.format(mine=mine, other=other)
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": sign(url, params)})
+    assert response.status_code == 403, case
+    assert [delivery(api_runtime, mine), delivery(api_runtime, other)] == before, case
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-1", str(2**31)])
+def test_a_signed_callback_with_a_delivery_that_is_no_row_id_changes_nothing(
+    client: TestClient, api_runtime: Runtime, value: str
+) -> None:
+    delivery_id = add_delivery(api_runtime, "unknown", None)
+    before = delivery(api_runtime, delivery_id)
+    response = twilio_post(
+        client, f"/twilio/status?delivery={value}", status_params("SM0001", "delivered")
+    )
+    assert response.status_code == 422
+    assert delivery(api_runtime, delivery_id) == before
 
 
 # ---- inbound SMS ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,12 +28,16 @@ from sendkit import (
     sms_runtime,
 )
 from sqlalchemy import bindparam, select
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
 
 from channels.base import Message
-from channels.fakes.twilio_server import FakeTwilio, Reply
+from channels.fakes.twilio_replies import Request
+from channels.fakes.twilio_server import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, Reply
 from rules.sms import fit
-from worker import actors, claims, scheduler
+from worker import actors, claims, ledger, scheduler
 from worker import deliver as delivering
+from worker.api.app import create_app
 from worker.deliver import backoff, deliver
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
@@ -343,3 +348,127 @@ def test_prepared_statements_convert_values_as_core_does(rt: Runtime) -> None:
         Prepared(select(D).where(D.c.id.in_(bindparam("ids", expanding=True)))).compiled(
             rt.engine.dialect
         )
+
+
+# ---- status callbacks racing the worker ---------------------------------------------------------
+
+PUBLIC = "https://care.example.com/milepost"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def called_back(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, fake: FakeTwilio
+) -> Iterator[tuple[Runtime, TestClient]]:
+    """SMS to the fake Twilio with status callbacks to our API, on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        request.getfixturevalue("runtime")
+    else:
+        monkeypatch.setenv("MILEPOST_DATABASE_URL", request.getfixturevalue("pg_url"))
+        monkeypatch.setenv("MILEPOST_CAMPAIGNS", str(CAMPAIGNS))
+    rt = sms_runtime(monkeypatch, fake, MILEPOST_PUBLIC_BASE_URL=PUBLIC)
+    try:
+        with TestClient(create_app(rt)) as client:
+            yield rt, client
+    finally:
+        reset_runtime()
+
+
+def twilio_calls_back(
+    client: TestClient, sent: Request, status: str, code: str | None = None
+) -> None:
+    """POST the status of ``sent`` to the callback URL it carried, signed as Twilio signs."""
+    url = sent.form["StatusCallback"]
+    params = {"MessageSid": sent.sid or "", "MessageStatus": status, "AccountSid": ACCOUNT_SID}
+    params |= {"ErrorCode": code} if code else {}
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    answer = client.post(
+        url.removeprefix(PUBLIC), data=params, headers={"X-Twilio-Signature": signature}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("reply", "reported", "code", "recorded", "final"),
+    [
+        (Reply.accept(), "delivered", None, "sent", "delivered"),
+        (Reply.accept(), "undelivered", "30003", "sent", "undelivered"),
+        (Reply.accept(), "failed", "30008", "sent", "failed"),
+        (Reply.accept(), "sent", None, "sent", "sent"),
+        # The answer timed out, but Twilio had the message and says so: not `unknown`.
+        (Reply.accept(delay_s=1.5), "sent", None, "unknown", "sent"),
+    ],
+    ids=["delivered", "undelivered", "failed", "sent", "sent-after-a-timeout"],
+)
+def test_a_callback_before_the_workers_record_is_not_undone_by_it(
+    called_back: tuple[Runtime, TestClient],
+    fake: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+    reply: Reply,
+    reported: str,
+    code: str | None,
+    recorded: str,
+    final: str,
+) -> None:
+    rt, client = called_back
+    fake.for_recipient(PHONE, reply)
+    delivery = add_delivery(rt, add_customer(rt))
+    record = claims.DeliveryRows.record
+
+    def after_the_callback(self: claims.DeliveryRows, *args: Any, **kwargs: Any) -> None:
+        (sent,) = fake.requests  # Twilio has it and calls back before the worker records
+        twilio_calls_back(client, sent, reported, code)
+        assert (row(rt, delivery)["status"], row(rt, delivery)["provider_id"]) == (
+            reported,
+            sent.sid,
+        )
+        record(self, *args, **kwargs)
+
+    monkeypatch.setattr(claims.DeliveryRows, "record", after_the_callback)
+    assert deliver(rt, delivery, OPEN).status == recorded
+
+    (sent,) = fake.requests
+    assert sent.form["StatusCallback"] == f"{PUBLIC}/twilio/status?delivery={delivery}"
+    done = row(rt, delivery)
+    assert (done["status"], done["error_code"], done["provider_id"]) == (final, code, sent.sid)
+    assert (done["reason"] is None) == (code is None)
+    # What the worker knows is recorded all the same.
+    assert done["attempts"] == 1 and done["sent_at"] == OPEN
+    assert sent.body and done["segments"] == fit(sent.body)[2]
+
+
+class Killed(BaseException):
+    """The worker process dying (SIGKILL): nothing after it runs."""
+
+
+def test_a_row_a_dead_worker_left_unknown_is_resolved_by_twilio_s_callbacks(
+    called_back: tuple[Runtime, TestClient], fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, client = called_back
+    delivery = add_delivery(rt, add_customer(rt))
+
+    def killed(self: claims.DeliveryRows, *args: Any, **kwargs: Any) -> None:
+        raise Killed  # between Twilio's answer and the record
+
+    with monkeypatch.context() as patch:
+        patch.setattr(claims.DeliveryRows, "record", killed)
+        with pytest.raises(Killed):
+            deliver(rt, delivery, OPEN)
+    later = OPEN + timedelta(seconds=rt.settings.stale_sending_s + 1)
+    with rt.engine.begin() as conn:
+        assert ledger.mark_stale_unknown(
+            conn, later, timedelta(seconds=rt.settings.stale_sending_s)
+        )
+    lost = row(rt, delivery)
+    assert (lost["status"], lost["provider_id"]) == ("unknown", None)
+
+    (sent,) = fake.requests
+    twilio_calls_back(client, sent, "sent")
+    resolved = row(rt, delivery)
+    assert (resolved["status"], resolved["provider_id"], resolved["reason"]) == (
+        "sent",
+        sent.sid,
+        None,
+    )
+    twilio_calls_back(client, sent, "delivered")  # found by its SID now
+    assert row(rt, delivery)["status"] == "delivered"
+    assert deliver(rt, delivery, later).status == "skipped" and len(fake.requests) == 1

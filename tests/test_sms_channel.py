@@ -59,7 +59,7 @@ def test_it_sends_through_the_sdk_and_returns_twilio_s_sid(fake: FakeTwilio):
         "From": SENDER,
         "Body": BODY,
         "ValidityPeriod": "3600",
-        "StatusCallback": "https://care.example.com/twilio/status",
+        "StatusCallback": "https://care.example.com/twilio/status?delivery=7",
     }
     assert receipt.provider_id == request.sid
     assert receipt.provider_id.startswith("SM") and len(receipt.provider_id) == 34

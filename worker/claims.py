@@ -132,16 +132,32 @@ _SETTLE = Prepared(
     )
 )
 
-# One statement for every outcome: a NULL leaves due_at and sent_at as they were, and
-# `tried` is 1 when the provider was asked.
+# A status Twilio's callback already recorded: it can come before the worker's record (the
+# SDK's answer is slower than the callback, or timed out). The record never undoes it.
+_REPORTED = or_(
+    _among(D.c.status, ("delivered", "undelivered")),
+    and_(_among(D.c.status, ("sent", "failed")), D.c.provider_id.is_not(None)),
+)
+
+
+def _unless_reported(column: Any) -> Any:
+    """The column as recorded, or as it is when the provider already reported the row."""
+    return case((_REPORTED, column), else_=bindparam(column.name, type_=column.type))
+
+
+# One statement for every outcome: a NULL leaves due_at, sent_at and provider_id as they were,
+# and `tried` is 1 when the provider was asked. Segments, attempts and sent_at are recorded
+# even over a status the provider reported.
 RECORD = Prepared(
     update(D)
     .where(D.c.id == bindparam("delivery_id"))
     .values(
-        status=bindparam("status"),
-        reason=bindparam("reason"),
-        error_code=bindparam("error_code"),
-        provider_id=bindparam("provider_id"),
+        status=_unless_reported(D.c.status),
+        reason=_unless_reported(D.c.reason),
+        error_code=_unless_reported(D.c.error_code),
+        provider_id=func.coalesce(
+            bindparam("provider_id", type_=D.c.provider_id.type), D.c.provider_id
+        ),
         segments=bindparam("segments", type_=D.c.segments.type),
         attempts=D.c.attempts + bindparam("tried", type_=D.c.attempts.type),
         due_at=func.coalesce(bindparam("due_at", type_=D.c.due_at.type), D.c.due_at),

@@ -7,8 +7,8 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
-from sqlalchemy import select, update
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import and_, or_, select, update
 
 from channels.privacy import mask_phone
 from channels.sms import OPTED_OUT_CODE
@@ -35,6 +35,7 @@ MOVES: dict[str, tuple[str, ...]] = {
     "failed": (*UNSETTLED, "sent"),
 }
 FAILED = ("undelivered", "failed")
+ROW_ID = Query(ge=1, le=2**31 - 1)  # deliveries.id is a 32-bit integer on PostgreSQL
 
 OPT_OUT = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "退订", "td"})
 OPT_IN = frozenset({"start", "unstop", "yes"})
@@ -49,8 +50,15 @@ def twiml() -> Response:
 def status_callback(
     params: Annotated[Params, Depends(signed_params)],
     rt: Annotated[Runtime, Depends(runtime)],
+    delivery: Annotated[int | None, ROW_ID] = None,
 ) -> Response:
-    """Record what Twilio says became of a message we sent (unknown SIDs are ignored)."""
+    """Record what Twilio says became of a message we sent (unknown SIDs are ignored).
+
+    The row is the one holding the SID; or, when the signed URL names a ``delivery`` whose SID
+    is not recorded yet, that one: Twilio can call back before the worker has recorded the SID,
+    or after a worker died without recording it (the row is then `unknown`). A row holding
+    another SID is never matched by its id.
+    """
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     reported = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
     code = (params.get("ErrorCode") or "").strip()[:20] or None
@@ -58,13 +66,17 @@ def status_callback(
         return Response(status_code=200)
     now = datetime.now(UTC)
     values: dict[str, Any] = {"status": reported, "updated_at": now, "reason": None}
+    values["provider_id"] = sid  # unchanged when found by SID; recorded when found by id
+    mine = D.c.provider_id == sid
+    if delivery is not None:
+        mine = or_(mine, and_(D.c.id == delivery, D.c.provider_id.is_(None)))
     if reported in FAILED:
         values["error_code"] = code
         values["reason"] = f"twilio: {reported}" + (f", error {code}" if code else "")
     with rt.engine.begin() as conn:
         moved = conn.execute(
             update(D)
-            .where(D.c.channel == "sms", D.c.provider_id == sid, D.c.status.in_(MOVES[reported]))
+            .where(D.c.channel == "sms", mine, D.c.status.in_(MOVES[reported]))
             .values(**values)
             .returning(D.c.id, D.c.customer_id)
         ).first()
