@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, event, func, select, text
 from typer.testing import CliRunner
 
 from crm.demo import generate, write_csv
@@ -138,6 +139,54 @@ def test_a_ledger_only_sweep_queues_no_deliveries(
         written = conn.execute(select(func.count()).select_from(D)).scalar_one()
     due = evaluate_range(runtime, 101, 10_000, as_of)
     assert written > 0 and due  # the same sweep, not stopped: the rows due now come back
+
+
+def test_a_range_is_evaluated_with_the_collector_paused(runtime: Runtime) -> None:
+    from worker.sweep import evaluate_range
+
+    generate(runtime.settings.database_url, customers=200, seed=5, today=DAY)
+    enabled: list[bool] = []
+
+    def note(*args: object) -> None:
+        enabled.append(gc.isenabled())
+
+    event.listen(runtime.engine, "before_cursor_execute", note)
+    try:
+        assert evaluate_range(runtime, 1, 10_000, MORNING.isoformat())
+        on_after = gc.isenabled()
+        gc.disable()
+        evaluate_range(runtime, 1, 10_000, MORNING.isoformat())
+        off_after = not gc.isenabled()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", note)
+        gc.enable()
+    assert enabled and not any(enabled)  # the range's statements all ran paused
+    assert on_after and off_after  # and the collector is left as it was found
+
+
+def test_overlapping_ranges_resume_the_collector_after_the_last_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import collector
+
+    full: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    monkeypatch.setattr(collector, "PAUSE_LIMIT_S", 0.0)  # every overlap has run over the limit
+    gc.callbacks.append(note)
+    try:
+        with collector.paused():
+            with collector.paused():
+                assert not gc.isenabled()
+            # The other range still runs: still paused, but past the limit it collected once.
+            assert not gc.isenabled() and full == [1]
+        assert gc.isenabled() and full == [1]
+    finally:
+        gc.callbacks.remove(note)
+        gc.enable()
 
 
 @pytest.mark.redis

@@ -15,7 +15,7 @@ from typing import Any
 from crm.records import id_ranges, load_records
 from rules.campaign import Campaign
 from rules.facts import derive
-from worker import ledger, sweep_runs
+from worker import collector, ledger, sweep_runs
 from worker.enqueue import enqueue_all
 from worker.ledger_batch import LedgerBatch
 from worker.runtime import Runtime
@@ -53,6 +53,14 @@ def evaluate_range(
     """
     moment = datetime.fromisoformat(as_of)
     now = now or max(datetime.now(UTC), moment)
+    with collector.paused():  # a range makes no cyclic garbage; see worker.collector
+        due = _evaluate(rt, lo, hi, moment, now, run_id)
+    return [] if os.environ.get(LEDGER_ONLY, "") not in ("", "0") else due
+
+
+def _evaluate(
+    rt: Runtime, lo: int, hi: int, moment: datetime, now: datetime, run_id: int | None
+) -> list[int]:
     tz, holidays, rates = rt.settings.tz, rt.holidays, rt.settings.km_per_day
     local_day = moment.astimezone(tz).date()
     matches = rt.evaluator.matches
@@ -82,7 +90,7 @@ def evaluate_range(
         due = batch.insert(conn)
         if run_id is not None:  # last: the run's row stays locked only until the commit
             sweep_runs.range_done(conn, run_id, lo, hi)
-    return [] if os.environ.get(LEDGER_ONLY, "") not in ("", "0") else due
+    return due
 
 
 _kept: tuple[object, object, dict[str, Kept | None]] | None = None
