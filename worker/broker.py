@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import dramatiq
@@ -45,6 +46,9 @@ class WarmUp(Middleware):
             get_runtime().warm()
         except Exception:  # the first message reports it (e.g. invalid campaigns) and retries
             logging.getLogger("milepost.worker").exception("warming up failed")
+        # Everything loaded so far (modules, campaigns, templates, the SDK) lives as long as
+        # the process: out of the collector's sight, full collections stop walking it.
+        gc.freeze()
 
 
 def middleware(settings: Settings, *, metrics: bool) -> list[Middleware]:
