@@ -33,3 +33,29 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=UTC)
+
+    # On SQLite the stored text is ours to write and read: SQLAlchemy's own DATETIME formats
+    # through a %-template and parses with a regular expression, ~5x the CPU of isoformat and
+    # fromisoformat, and every delivery binds and reads about ten of them. The text is the
+    # same ("2026-11-23 09:30:00.000000"), so SQL comparing stored values stays right.
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r}: give Milepost aware datetimes")
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]  # less "+00:00"
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+        return process

@@ -7,13 +7,12 @@ competes for the cap on the day it really goes out.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import phonenumbers
 
 from worker.settings import Settings, parse_cap
 
@@ -65,17 +64,19 @@ def check(rt: Runtime, row: dict[str, Any], now: datetime) -> Decision:
     return Decision("send", recipient=recipient)
 
 
-@lru_cache(maxsize=4096)
+# E.164: "+", a country code, at most 15 digits; the shortest numbers in use have 7.
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 def valid_address(channel: str, value: str | None) -> bool:
-    """A phone number that can be dialled (E.164), or a plausible e-mail address."""
-    # Cached: parsing a number costs ~150 µs, and a customer gets several messages.
+    """A phone number in E.164 form, or a plausible e-mail address."""
     if not value:
         return False
     if ADDRESS[channel] == "phone":
-        try:
-            return phonenumbers.is_valid_number(phonenumbers.parse(value, None))
-        except phonenumbers.NumberParseException:
-            return False
+        # The form only: `milepost import` checked the number against its country's numbering
+        # plan (crm.fields.phone) before storing it as E.164, the only way numbers come in.
+        # Checking it again here cost a phonenumbers parse, ~150 µs of CPU per message.
+        return _E164.fullmatch(value) is not None
     local, at, domain = value.rpartition("@")
     return bool(local and at and "." in domain and " " not in value)
 
