@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
+from http.client import HTTPException
 from typing import Any
 
 from sqlalchemy import Engine
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.rest import Client
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProxyError, ReadTimeoutError
-from urllib3.util.ssl_match_hostname import CertificateError
 
 from channels.base import ChannelError, DeliveryUncertain, Message, Receipt
 from channels.privacy import mask_phone, mask_text
-from channels.twilio_http import TimeoutHttpClient
+from channels.twilio_http import NotSent, TimeoutHttpClient
 
 log = logging.getLogger("milepost.channels.sms")
 
@@ -29,12 +27,6 @@ INVALID_NUMBER_CODE = "21211"
 TOO_MANY_REQUESTS_CODE = "20429"
 MAX_VALIDITY_S = 36000  # Twilio accepts 1..36000 seconds
 _BASE_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
-_BEFORE_SENDING = (
-    ConnectTimeoutError,  # also refused, unreachable, DNS (NewConnectionError)
-    ProxyError,
-    ssl.SSLCertVerificationError,
-    CertificateError,
-)
 
 
 class TwilioSMSChannel:
@@ -110,7 +102,7 @@ class TwilioSMSChannel:
         except (TwilioRestException, TwilioServiceException) as exc:
             error = _rejected(exc, message.recipient, mask_phone(message.recipient))
             raise self._failed(message, error) from exc
-        except (HTTPError, OSError) as exc:
+        except (HTTPException, OSError) as exc:
             raise self._failed(message, _network(exc, mask_phone(message.recipient))) from exc
         except ValueError as exc:  # a 2xx whose body is not the JSON expected: it was accepted
             who = mask_phone(message.recipient)
@@ -150,27 +142,10 @@ def _rejected(exc: Exception, recipient: str, who: str) -> ChannelError:
 
 def _network(exc: Exception, who: str) -> ChannelError:
     """Transient if the request never left; DeliveryUncertain once Twilio may have it."""
-    if _not_sent(exc):
-        return ChannelError(f"Twilio unreachable: {type(exc).__name__}", code="twilio-connect")
-    if isinstance(exc, ReadTimeoutError | TimeoutError):
+    if isinstance(exc, NotSent):  # refused, DNS, connect timeout, proxy, TLS: nothing was sent
+        return ChannelError(f"Twilio unreachable: {exc.__cause__!r}"[:200], code="twilio-connect")
+    if isinstance(exc, TimeoutError):
         why = f"no answer from Twilio in time for {who}; the message may have gone out"
         return DeliveryUncertain(why, code="twilio-timeout")
     why = f"connection to Twilio lost ({type(exc).__name__}) for {who}; it may have gone out"
     return DeliveryUncertain(why, code="twilio-connection-lost")
-
-
-def _not_sent(exc: BaseException) -> bool:
-    # Refused, DNS, connect timeout, proxy, a certificate Milepost does not trust: all happen
-    # before a byte of the request leaves. Any other TLS error (an EOF mid-answer looks the
-    # same as one mid-handshake) or lost connection may come after Twilio has the message.
-    seen: list[BaseException] = []
-    todo: list[object] = [exc]
-    while todo:
-        err = todo.pop()
-        if not isinstance(err, BaseException) or err in seen:
-            continue
-        if isinstance(err, _BEFORE_SENDING):
-            return True
-        seen.append(err)
-        todo += [*err.args, getattr(err, "reason", None), err.__cause__, err.__context__]
-    return False

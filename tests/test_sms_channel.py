@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -256,3 +259,86 @@ def test_text_and_log_records_are_masked():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "sms to %s", (PHONE,), None)
     MaskingFilter().filter(record)
     assert record.getMessage() == f"sms to {MASKED}"
+
+
+def test_connections_are_kept_alive_and_one_the_server_closed_is_not_used(fake: FakeTwilio):
+    sms = channel(fake.base_url)
+    for _ in range(3):
+        sms.send(message())
+    assert fake.connections_accepted == 1
+
+    fake.close_idle_connections()  # Twilio's keep-alive timeout, between two messages
+    receipt = sms.send(message(body="after the server closed the connection"))
+
+    # Sent once, on a new connection: not `unknown` for a connection that was already gone.
+    assert receipt.status == "sent"
+    assert fake.count(PHONE, "after the server closed the connection") == 1
+    assert fake.connections_accepted == 2
+
+
+class ConnectProxy:
+    """A forward proxy that only tunnels (CONNECT), as a dealer's office proxy does for HTTPS."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.heads: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(4096)
+            self.heads.append(head.decode())
+            host, port = head.split()[1].decode().rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for one, other in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(one, other), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_proxy_from_the_environment_tunnels_the_requests(
+    fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+):
+    proxy = ConnectProxy()
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://milepost:s%40cret@127.0.0.1:{proxy.port}")
+
+    receipt = channel(fake.base_url).send(message())
+
+    assert receipt.provider_id.startswith("SM") and fake.count(PHONE, BODY) == 1
+    (head,) = proxy.heads
+    assert head.startswith(f"CONNECT 127.0.0.1:{fake.base_url.rsplit(':', 1)[1]} HTTP/")
+    assert "Proxy-Authorization: Basic bWlsZXBvc3Q6c0BjcmV0" in head  # milepost:s@cret
+    proxy.listener.close()
+
+
+def test_a_proxy_that_refuses_is_transient_nothing_was_sent(
+    fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{port}")
+
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.base_url).send(message())
+
+    assert not isinstance(caught.value, DeliveryUncertain)
+    assert (caught.value.permanent, caught.value.code) == (False, "twilio-connect")
+    assert fake.requests == []

@@ -70,8 +70,8 @@ def basic_auth(headers: dict[str, str]) -> tuple[str, str] | None:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, handler: Handler, connections: set[_Connection]) -> None:
-        self.handler, self.connections = handler, connections
+    def __init__(self, handler: Handler, server: HTTPServer) -> None:
+        self.handler, self.server, self.connections = handler, server, server.connections
         self.buffer = bytearray()
         self.busy = False  # a request is being answered; later bytes wait in the buffer
         self.timer: asyncio.TimerHandle | None = None
@@ -81,6 +81,7 @@ class _Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.connections.add(self)
+        self.server.accepted += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -162,13 +163,14 @@ class HTTPServer:
         self.handler, self.host, self.port = handler, host, port
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connections: set[_Connection] = set()
+        self.accepted = 0  # connections ever accepted: shows whether clients keep them alive
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
 
     def start(self) -> tuple[str, int]:
         """Listen (port 0: a free one) and serve; the address actually bound."""
         loop = self.loop = asyncio.new_event_loop()
-        factory = lambda: _Connection(self.handler, self.connections)  # noqa: E731
+        factory = lambda: _Connection(self.handler, self)  # noqa: E731
         try:  # on this thread, so a port in use raises here, in the caller
             server = loop.run_until_complete(
                 loop.create_server(factory, self.host, self.port, backlog=256)
@@ -181,6 +183,19 @@ class HTTPServer:
         self._thread = threading.Thread(target=loop.run_forever, name="fake-http", daemon=True)
         self._thread.start()
         return self.host, self.port
+
+    def close_idle(self) -> None:
+        """Close every connection that is not answering a request, as a server's keep-alive
+        timeout does; returns once they are closed."""
+        assert self.loop is not None, "start() the server first"
+
+        def close() -> None:
+            for conn in list(self.connections):
+                if conn.transport and not conn.busy:
+                    conn.transport.close()
+
+        self.loop.call_soon_threadsafe(close)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.01), self.loop).result(5)
 
     def stop(self) -> None:
         """Stop listening, cut every open connection, end the loop."""

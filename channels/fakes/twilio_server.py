@@ -85,6 +85,17 @@ class FakeTwilio:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def close_idle_connections(self) -> None:
+        """Close the clients' idle keep-alive connections, as Twilio's servers do in time."""
+        assert self._server is not None, "start() the fake first"
+        self._server.close_idle()
+
+    @property
+    def connections_accepted(self) -> int:
+        """Connections clients opened so far (fewer than requests: they were kept alive)."""
+        assert self._server is not None, "start() the fake first"
+        return self._server.accepted
+
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``: what replaces https://api.twilio.com."""
