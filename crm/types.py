@@ -47,7 +47,9 @@ class UTCDateTime(TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime {value!r}: give Milepost aware datetimes")
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]  # less "+00:00"
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:-6]  # less "+00:00"
 
         return process
 

@@ -8,6 +8,7 @@ competes for the cap on the day it really goes out.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from worker.settings import Settings, parse_cap
 
 if TYPE_CHECKING:
+    from rules.campaign import Campaign
     from worker.runtime import Runtime
 
 ADDRESS = {"sms": "phone", "call": "phone", "email": "email"}
@@ -58,7 +60,7 @@ def check(rt: Runtime, row: dict[str, Any], now: datetime) -> Decision:
         if opens is not None:
             return Decision("deferred", f"quiet_hours: sends from {start:%H:%M}", until=opens)
         if campaign.marketing:
-            limit, days, _ = cap_for(rt.settings, channel)
+            limit, days, _ = rt.caps.by_channel[channel]
             if row["competing"] >= limit:
                 return Decision("suppressed", f"frequency_cap: {limit} per {days} days reached")
     return Decision("send", recipient=recipient)
@@ -137,16 +139,29 @@ class CapScope:
     counted: tuple[tuple[str, tuple[str, ...]], ...]
 
 
+@dataclass(frozen=True)
+class Caps:
+    """The frequency caps under one runtime's settings and campaigns, worked out once (a
+    runtime keeps them: Runtime.caps); every delivery reads them."""
+
+    scope: CapScope
+    by_channel: dict[str, tuple[int, int, tuple[str, ...]]]  # channel -> cap_for(…)
+    periods: dict[str, timedelta]  # channel -> its cap's period
+
+
+def caps(settings: Settings, campaigns: Iterable[Campaign]) -> Caps:
+    by_channel = {channel: cap_for(settings, channel) for channel in CAPPED_CHANNELS}
+    marketing = tuple(sorted(c.id for c in campaigns if c.marketing))
+    counted = tuple((channel, cap[2]) for channel, cap in by_channel.items())
+    periods = {channel: timedelta(days=cap[1]) for channel, cap in by_channel.items()}
+    return Caps(CapScope(marketing, counted), by_channel, periods)
+
+
 def cap_scope(rt: Runtime) -> CapScope:
     """The cap's scope under the runtime's campaigns and settings."""
-    marketing = tuple(sorted(c.id for c in rt.campaigns.values() if c.marketing))
-    counted = tuple((ch, cap_for(rt.settings, ch)[2]) for ch in CAPPED_CHANNELS)
-    return CapScope(marketing, counted)
+    return rt.caps.scope
 
 
 def cap_since(rt: Runtime, now: datetime) -> dict[str, datetime]:
     """For each capped channel, the start of its cap's period (``sms_since``, …)."""
-    return {
-        f"{channel}_since": now - timedelta(days=cap_for(rt.settings, channel)[1])
-        for channel in CAPPED_CHANNELS
-    }
+    return {f"{channel}_since": now - period for channel, period in rt.caps.periods.items()}

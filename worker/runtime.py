@@ -17,6 +17,7 @@ from rules.campaign import Campaign, CampaignError, load_campaigns
 from rules.engine import Evaluator
 from rules.holidays import load_holidays
 from rules.templates import TemplateStore
+from worker import policies
 from worker.settings import Settings, get_settings
 
 
@@ -41,6 +42,10 @@ class Runtime:
                 + "\n".join(str(e) for e in result.errors)
             )
         return {c.id: c for c in result.campaigns}
+
+    @cached_property
+    def caps(self) -> policies.Caps:
+        return policies.caps(self.settings, self.campaigns.values())
 
     @cached_property
     def evaluator(self) -> Evaluator:
