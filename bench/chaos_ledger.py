@@ -71,12 +71,12 @@ class Feeder:
     """Adds one due marketing SMS per customer, a batch at a time, as the sweep's `evaluate`
     jobs do: insert the rows, commit, then queue their `deliver` jobs.
 
-    A batch is added only while fewer than ``backlog`` rows wait. Why: the scheduler queues a
-    waiting row again once its job was queued MILEPOST_REQUEUE_QUIET_S ago, as it cannot tell
-    a lost job from one still in line. A backlog that takes longer than that to drain is queued
-    again, every MILEPOST_REQUEUE_QUIET_S, and the duplicate jobs (each a failed claim) slow
-    the workers so the backlog drains slower still: a first run with all of 3,000 rows waiting
-    at ~50 rows/s and a 30 s wait requeued 190,000 rows for 52,000 done.
+    A batch is added only while fewer than ``backlog`` rows wait, so the rows killed workers
+    leave behind are a few batches, not the whole run, and the figures speak of crash safety
+    rather than of a backlog. (A backlog is no longer a danger of its own: the scheduler
+    queues a waiting row again only while the broker holds no `deliver` job, see
+    worker.scheduler.queued_jobs; before that, a backlog slower to drain than
+    MILEPOST_REQUEUE_QUIET_S was queued again and again, 190,000 rows for 52,000 done.)
     """
 
     def __init__(self, url: str, redis_url: str, total: int, batch: int, backlog: int) -> None:
