@@ -143,7 +143,8 @@ def _rejected(exc: Exception, recipient: str, who: str) -> ChannelError:
 def _network(exc: Exception, who: str) -> ChannelError:
     """Transient if the request never left; DeliveryUncertain once Twilio may have it."""
     if isinstance(exc, NotSent):  # refused, DNS, connect timeout, proxy, TLS: nothing was sent
-        return ChannelError(f"Twilio unreachable: {exc.__cause__!r}"[:200], code="twilio-connect")
+        why = f"Twilio unreachable, nothing was sent; it is retried: {exc}"
+        return ChannelError(why[:200], code="twilio-connect")
     if isinstance(exc, TimeoutError):
         why = f"no answer from Twilio in time for {who}; the message may have gone out"
         return DeliveryUncertain(why, code="twilio-timeout")

@@ -152,11 +152,8 @@ class TimeoutHttpClient(HttpClient):
         proxy = urllib.request.getproxies().get(scheme)
         if proxy and urllib.request.proxy_bypass(host):
             proxy = None
-        if proxy:  # a tunnel through it (CONNECT), TLS end to end with the provider
-            where = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-            at = (where.hostname or "", where.port or 8080)
-        else:
-            at = (host, port)
+        through = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        at = (through.hostname or "", through.port or 8080) if through else (host, port)
         conn: HTTPConnection
         if scheme == "https":
             if self._tls is None:
@@ -164,10 +161,10 @@ class TimeoutHttpClient(HttpClient):
             conn = HTTPSConnection(*at, timeout=timeout, context=self._tls)
         else:
             conn = HTTPConnection(*at, timeout=timeout)
-        if proxy:
+        if through:  # a tunnel through the proxy (CONNECT), TLS end to end with the provider
             tunnel = {}
-            if where.username:
-                user, password = unquote(where.username), unquote(where.password or "")
+            if through.username:
+                user, password = unquote(through.username), unquote(through.password or "")
                 tunnel["Proxy-Authorization"] = self._basic((user, password))
             conn.set_tunnel(host, port, tunnel)
         return conn

@@ -146,15 +146,13 @@ class Caps:
 
     scope: CapScope
     by_channel: dict[str, tuple[int, int, tuple[str, ...]]]  # channel -> cap_for(…)
-    periods: dict[str, timedelta]  # channel -> its cap's period
 
 
 def caps(settings: Settings, campaigns: Iterable[Campaign]) -> Caps:
     by_channel = {channel: cap_for(settings, channel) for channel in CAPPED_CHANNELS}
     marketing = tuple(sorted(c.id for c in campaigns if c.marketing))
     counted = tuple((channel, cap[2]) for channel, cap in by_channel.items())
-    periods = {channel: timedelta(days=cap[1]) for channel, cap in by_channel.items()}
-    return Caps(CapScope(marketing, counted), by_channel, periods)
+    return Caps(CapScope(marketing, counted), by_channel)
 
 
 def cap_scope(rt: Runtime) -> CapScope:
@@ -164,4 +162,7 @@ def cap_scope(rt: Runtime) -> CapScope:
 
 def cap_since(rt: Runtime, now: datetime) -> dict[str, datetime]:
     """For each capped channel, the start of its cap's period (``sms_since``, …)."""
-    return {f"{channel}_since": now - period for channel, period in rt.caps.periods.items()}
+    return {
+        f"{channel}_since": now - timedelta(days=days)
+        for channel, (_, days, _) in rt.caps.by_channel.items()
+    }

@@ -189,13 +189,15 @@ class HTTPServer:
         timeout does; returns once they are closed."""
         assert self.loop is not None, "start() the server first"
 
-        def close() -> None:
-            for conn in list(self.connections):
-                if conn.transport and not conn.busy:
-                    conn.transport.close()
+        async def close() -> None:
+            idle = [c for c in self.connections if c.transport and not c.busy]
+            for conn in idle:
+                assert conn.transport is not None
+                conn.transport.close()
+            while any(conn in self.connections for conn in idle):  # until connection_lost
+                await asyncio.sleep(0)
 
-        self.loop.call_soon_threadsafe(close)
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.01), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
 
     def stop(self) -> None:
         """Stop listening, cut every open connection, end the loop."""
