@@ -318,13 +318,15 @@ def test_a_proxy_from_the_environment_tunnels_the_requests(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("http_proxy", f"http://milepost:s%40cret@127.0.0.1:{proxy.port}")
 
-    receipt = channel(fake.base_url).send(message())
+    try:
+        receipt = channel(fake.base_url).send(message())
+    finally:
+        proxy.listener.close()
 
     assert receipt.provider_id.startswith("SM") and fake.count(PHONE, BODY) == 1
     (head,) = proxy.heads
     assert head.startswith(f"CONNECT 127.0.0.1:{fake.base_url.rsplit(':', 1)[1]} HTTP/")
     assert "Proxy-Authorization: Basic bWlsZXBvc3Q6c0BjcmV0" in head  # milepost:s@cret
-    proxy.listener.close()
 
 
 def test_a_proxy_that_refuses_is_transient_nothing_was_sent(
