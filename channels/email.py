@@ -53,13 +53,19 @@ class SMTPServer:
 
     host: str
     port: int
-    security: str  # "tls" (implicit, smtps://), "starttls" (when offered), "starttls-required"
+    # "tls" (implicit, smtps://), "starttls" (when offered), "starttls-required", or "plain"
+    # (never: an explicit ?starttls=off, for a relay on the same host)
+    security: str
     username: str | None = None
     password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_url(cls, url: str) -> SMTPServer:
-        """``smtp://user:pass@host:587[?starttls=required]``, ``smtps://…:465``, ``smtp://host:25``."""
+        """``smtp://user:pass@host:587[?starttls=required|off]``, ``smtps://…:465``, ``smtp://host:25``.
+
+        With a user, STARTTLS is required: a password is never sent in the clear because a
+        server (or someone in between) left STARTTLS out, unless ``?starttls=off`` says so.
+        """
         try:
             parts = urlsplit(url.strip())
             port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
@@ -71,12 +77,19 @@ class SMTPServer:
         password = unquote(parts.password) if parts.password else None
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError("MILEPOST_SMTP_URL must be like smtp://user:pass@mail.example.com:587")
-        if query or starttls not in ({"auto", "required"} if parts.scheme == "smtp" else {"auto"}):
-            raise ValueError("MILEPOST_SMTP_URL takes only ?starttls=required, with smtp://")
+        allowed = {"auto", "required", "off"} if parts.scheme == "smtp" else {"auto"}
+        if query or starttls not in allowed:
+            raise ValueError("MILEPOST_SMTP_URL takes only ?starttls=required or off, with smtp://")
         if not f"{user or ''}{password or ''}".isascii():  # smtplib's AUTH encodes ASCII only
             raise ValueError("MILEPOST_SMTP_URL: the user and password must be ASCII")
-        security = "tls" if parts.scheme == "smtps" else "starttls"
-        security += "-required" if starttls == "required" else ""
+        if parts.scheme == "smtps":
+            security = "tls"
+        elif starttls == "off":
+            security = "plain"
+        elif starttls == "required" or user:
+            security = "starttls-required"
+        else:
+            security = "starttls"
         return cls(parts.hostname, port, security, user, password)
 
 
@@ -197,7 +210,9 @@ class SMTPEmailChannel:
         s = self.server
         if s.security != "tls":
             conn.ehlo()
-            if conn.has_extn("starttls"):
+            if s.security == "plain":
+                pass
+            elif conn.has_extn("starttls"):
                 conn.starttls(context=self.tls_context)
                 conn.ehlo()
             elif s.security == "starttls-required":

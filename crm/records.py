@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
+from crm.consent import CHANNELS  # consent facts; no row means the dealer's default: allowed
 from crm.models import (
     Appointment,
     Complaint,
@@ -42,7 +43,6 @@ from crm.models import (
 
 V, C, M, SV = table(Vehicle), table(Customer), table(Membership), table(ServiceVisit)
 A, CP, CS = table(Appointment), table(Complaint), table(Consent)
-CHANNELS = ("sms", "email", "call")  # consent facts; no row means the dealer's default: allowed
 # The statements are built once (below, cached) and bound per batch: building them and their
 # cache keys anew cost as much as a tenth of the reading.
 LO, HI = bindparam("lo", type_=Integer), bindparam("hi", type_=Integer)

@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 
 from rules import fields
+from rules.catalog import CATALOG
 from rules.condition_parser import ConditionParser
+from rules.conditions import Condition
 from rules.durable_json import compile_condition
 from rules.errors import CampaignError, CompileError, Problems, did_you_mean
 from rules.holidays import HolidaysError, load_holidays
@@ -138,6 +140,8 @@ def _campaign(
     examples: tuple[Example, ...] | None = ()
     if "examples" in raw:
         examples = parse_examples(raw["examples"], raw.at("examples"), parser)
+    if when is not None and steps is not None:
+        _check_printed(when, steps, subject, templates, problems)
     if problems or when is None or repeat is None or steps is None or examples is None:
         return None
     return Campaign(
@@ -155,3 +159,26 @@ def _campaign(
         path=path,
         line=raw.at("id"),
     )
+
+
+def _check_printed(
+    when: Condition,
+    steps: tuple[Step, ...],
+    subject: str,
+    templates: TemplateStore,
+    problems: Problems,
+) -> None:
+    """A template may print an optional fact only if ``when`` guarantees it: else some customer's
+    message would fail at send time (StrictUndefined) instead of here."""
+    guaranteed = when.present()
+    for step in steps:
+        reported = set(guaranteed)  # once per fact and step, at its first file and line
+        for path, line, fact in templates.printed(step.template):
+            if CATALOG[fact].optional and fact not in reported:
+                reported.add(fact)
+                problems.add(
+                    step.line,
+                    f"{path}:{line} prints {fact}, which not every {subject} has",
+                    f"add `{fact}: {{exists: true}}` under when:, or print it inside"
+                    f" {{% if {fact} is defined %}}",
+                )

@@ -10,12 +10,17 @@ FactType = Literal["int", "float", "bool", "enum", "text"]
 
 @dataclass(frozen=True)
 class Fact:
-    """One documented fact. ``text`` facts are for templates only, never for conditions."""
+    """One documented fact. ``text`` facts are for templates only, never for conditions.
+
+    An ``optional`` fact is absent when the data behind it is missing (no birthday on file, no
+    visit yet): a template may print it only where its campaign's condition requires it.
+    """
 
     name: str
     type: FactType
     meaning: str
     values: tuple[str, ...] = ()
+    optional: bool = False
 
     @property
     def scope(self) -> str:
@@ -30,6 +35,11 @@ class Fact:
         return self.type != "text"
 
 
+def _maybe(name: str, type: FactType, meaning: str) -> Fact:
+    """An optional fact (see Fact)."""
+    return Fact(name, type, meaning, optional=True)
+
+
 TIERS = ("none", "silver", "gold", "diamond")
 SEGMENTS = ("private", "corporate", "government", "taxi")
 LANGUAGES = ("zh", "en")
@@ -42,12 +52,12 @@ _FACTS = [
     Fact("customer.points_cumulative", "int", "points earned since joining (drive upgrades)"),
     Fact("customer.segment", "enum", "private, corporate, government or taxi", SEGMENTS),
     Fact("customer.language", "enum", "language of every message: zh or en", LANGUAGES),
-    Fact("customer.days_to_birthday", "int", "days until the next birthday, 0 on the day"),
-    Fact("customer.days_since_last_visit", "int", "days since the last visit with any vehicle"),
+    _maybe("customer.days_to_birthday", "int", "days until the next birthday, 0 on the day"),
+    _maybe("customer.days_since_last_visit", "int", "days since the last visit with any vehicle"),
     Fact("customer.open_complaints", "int", "complaints opened and not yet closed"),
-    Fact("customer.days_since_complaint_closed", "int", "days since the last complaint closed"),
-    Fact("customer.last_satisfaction", "int", "score 1-5 of the latest satisfaction survey"),
-    Fact("customer.membership_days_left", "int", "days until the membership expires"),
+    _maybe("customer.days_since_complaint_closed", "int", "days since the last complaint closed"),
+    _maybe("customer.last_satisfaction", "int", "score 1-5 of the latest satisfaction survey"),
+    _maybe("customer.membership_days_left", "int", "days until the membership expires"),
     Fact("customer.max_repair_amount", "float", "largest repair bill since joining, in yuan"),
     Fact("customer.consent_sms", "bool", "the customer accepts SMS"),
     Fact("customer.consent_email", "bool", "the customer accepts e-mail"),
@@ -62,16 +72,16 @@ _FACTS = [
     Fact("vehicle.km_per_day", "float", "km per day from the readings, or the segment default"),
     Fact("vehicle.projected_km", "int", "odometer projected to today from km_per_day"),
     Fact("vehicle.first_service_done", "bool", "the free first service has been done"),
-    Fact("vehicle.days_since_first_service", "int", "days since the first service"),
-    Fact("vehicle.days_since_last_service", "int", "days since the last visit of any kind"),
-    Fact("vehicle.km_since_last_service", "int", "projected km driven since the last visit"),
-    Fact("vehicle.days_since_repair", "int", "days since the last repair order closed"),
+    _maybe("vehicle.days_since_first_service", "int", "days since the first service"),
+    _maybe("vehicle.days_since_last_service", "int", "days since the last visit of any kind"),
+    _maybe("vehicle.km_since_last_service", "int", "projected km driven since the last visit"),
+    _maybe("vehicle.days_since_repair", "int", "days since the last repair order closed"),
     Fact("vehicle.declined_items", "int", "work items declined at the last visit"),
     Fact("vehicle.visits", "int", "number of service visits"),
     Fact("vehicle.warranty_days_left", "int", "days until the warranty ends by time"),
     Fact("vehicle.warranty_km_left", "int", "km until the warranty ends by mileage (projected)"),
-    Fact("vehicle.insurance_days_left", "int", "days until the insurance policy expires"),
-    Fact("vehicle.inspection_days_left", "int", "days until the annual inspection is due"),
+    _maybe("vehicle.insurance_days_left", "int", "days until the insurance policy expires"),
+    _maybe("vehicle.inspection_days_left", "int", "days until the annual inspection is due"),
     Fact("vehicle.service_booked", "bool", "an appointment is booked and not yet past"),
     Fact("vehicle.make", "text", "make, e.g. Toyota"),
     Fact("vehicle.model", "text", "model, e.g. Camry"),

@@ -39,6 +39,10 @@ class Condition(ABC):
     def source(self, var: Callable[[str], str], const: Callable[[Any], str]) -> str:
         """A Python expression with the meaning of ``test``; ``var(fact)`` names a local."""
 
+    @abstractmethod
+    def present(self) -> set[str]:
+        """The facts every match has: a template may print them without a guard."""
+
 
 @dataclass(frozen=True)
 class Compare(Condition):
@@ -55,6 +59,10 @@ class Compare(Condition):
 
     def facts(self) -> set[str]:
         return {self.fact}
+
+    def present(self) -> set[str]:
+        # Any comparison on an absent fact is False; only ``exists: false`` holds without it.
+        return set() if self.op == "exists" and not self.value else {self.fact}
 
     def source(self, var: Callable[[str], str], const: Callable[[Any], str]) -> str:
         x, op, value = var(self.fact), self.op, self.value
@@ -88,6 +96,9 @@ class AllOf(Condition):
         parts = [child.source(var, const) for child in self.children]
         return "(" + " and ".join(parts) + ")" if parts else "True"
 
+    def present(self) -> set[str]:
+        return set().union(*(child.present() for child in self.children))
+
 
 @dataclass(frozen=True)
 class AnyOf(Condition):
@@ -105,6 +116,10 @@ class AnyOf(Condition):
         parts = [child.source(var, const) for child in self.children]
         return "(" + " or ".join(parts) + ")" if parts else "False"
 
+    def present(self) -> set[str]:
+        found = [child.present() for child in self.children]
+        return set.intersection(*found) if found else set()
+
 
 @dataclass(frozen=True)
 class Not(Condition):
@@ -120,6 +135,12 @@ class Not(Condition):
 
     def source(self, var: Callable[[str], str], const: Callable[[Any], str]) -> str:
         return f"(not {self.child.source(var, const)})"
+
+    def present(self) -> set[str]:
+        child = self.child  # not (exists: false) is the one negation that needs the fact
+        if isinstance(child, Compare) and child.op == "exists" and not child.value:
+            return {child.fact}
+        return set()
 
 
 def _present(test: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:

@@ -10,6 +10,9 @@ from typing import Any
 from rules.conditions import Condition
 from rules.errors import CampaignError
 
+# What a step may `send:`; each has an adapter in channels/registry.py (see CONTRIBUTING.md).
+CHANNELS = ("sms", "email", "call")
+
 
 @dataclass(frozen=True)
 class Example:

@@ -1,6 +1,7 @@
 """Fit a text to SMS: choose GSM-7 or UCS-2 and count the segments a provider will bill.
 
-Decisions: typographic punctuation is replaced by ASCII only when the whole text then fits
+Decisions: typographic punctuation is replaced by ASCII, and Latin letters with accents GSM-7
+lacks by their base letter (GSM-7 keeps é, ü, ñ and a few more), only when the whole text then fits
 GSM-7 in no more segments than UCS-2 would need. An empty text is one segment (a message
 always takes at least one PDU; the template store refuses empty SMS bodies anyway). A
 concatenated message never splits an extension character's escape pair or a UTF-16 surrogate
@@ -10,6 +11,8 @@ ceil(length / 153).
 
 from __future__ import annotations
 
+import unicodedata
+from functools import cache
 from typing import Literal
 
 Encoding = Literal["GSM-7", "UCS-2"]
@@ -73,12 +76,34 @@ def count_segments(text: str, encoding: Encoding) -> int:
     return segments
 
 
+def _unaccent(text: str) -> str:
+    """Latin letters outside GSM-7 as their base letter (ç -> c, ã -> a, ő -> o), as carriers'
+    "smart encoding" does; ``text`` unchanged if any other character is outside GSM-7."""
+    outside = set(text) - _GSM_ALL
+    if not outside:
+        return text
+    table = {}
+    for char in outside:
+        base = _base_letter(char)
+        if base is None:  # Chinese, emoji...: UCS-2 it is
+            return text
+        table[ord(char)] = base
+    return text.translate(table)
+
+
+@cache
+def _base_letter(char: str) -> str | None:
+    base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return base if base and base.isascii() and is_gsm7(base) else None
+
+
 def fit(text: str) -> tuple[str, Encoding, int]:
-    """(text, encoding, segments); typographic punctuation becomes ASCII if that makes it GSM-7."""
+    """(text, encoding, segments); typographic punctuation becomes ASCII and accented Latin
+    letters their base letter, if that makes it GSM-7."""
     if is_gsm7(text):
         return text, "GSM-7", count_segments(text, "GSM-7")
     as_is = count_segments(text, "UCS-2")
-    plain = text.translate(_ASCII_LOOKALIKES)
+    plain = _unaccent(text.translate(_ASCII_LOOKALIKES))
     # "…" becomes three septets: keep UCS-2 in the rare case that is cheaper.
     if is_gsm7(plain) and (segments := count_segments(plain, "GSM-7")) <= as_is:
         return plain, "GSM-7", segments

@@ -10,12 +10,11 @@ from rules import fields
 from rules.catalog import CATALOG, SCOPES
 from rules.condition_parser import ConditionParser
 from rules.errors import did_you_mean
-from rules.model import Example, Step
+from rules.model import CHANNELS, Example, Step
 from rules.templates import TemplateStore
 from rules.yamlsource import LineDict, LineList, line_of
 
 STEP_KEYS = ("send", "template", "after", "unless", "due")
-CHANNELS = ("sms", "email", "call")
 EXPECT = {"match": True, "no match": False}
 
 
@@ -53,12 +52,12 @@ def _step(
             raw.at("template"), "a step needs template:", "e.g. template: first-service/sms"
         )
     elif channel in CHANNELS:
-        for problem in templates.check(template, channel):
-            hint = (
-                "fix the template named here"
-                if "missing" not in problem
-                else (f"add {template}.zh.j2 and {template}.en.j2 under {templates.root}")
-            )
+        problems_found = templates.check(template, channel)
+        missing = f"add {template}.zh.j2 and {template}.en.j2 under {templates.root}"
+        if any("missing" in problem for problem in problems_found):
+            missing = did_you_mean(template, templates.names() - {template}, listing=missing)
+        for problem in problems_found:
+            hint = missing if "missing" in problem else "fix the template named here"
             problems.add(raw.at("template"), f"template {template!r}: {problem}", hint)
     after = (
         fields.duration(raw["after"], raw.at("after"), problems, "after")

@@ -28,6 +28,35 @@ def static_problems(tree: nodes.Template) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def printed_facts(tree: nodes.Template) -> dict[str, int]:
+    """Catalog facts the template reads unguarded, with the first line of each.
+
+    A fact tested with ``is defined`` anywhere in the template counts as guarded: the template
+    itself handles its absence.
+    """
+    guarded = set()
+    for test in tree.find_all(nodes.Test):
+        if test.name == "defined" and (fact := _fact(test.node)) is not None:
+            guarded.add(fact)
+    found: dict[str, int] = {}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        fact = _fact(node)
+        if fact is not None and fact in CATALOG and fact not in guarded:
+            found.setdefault(fact, node.lineno)
+    return found
+
+
+def _fact(node: nodes.Node) -> str | None:
+    """``scope.key`` for ``scope.key`` or ``scope['key']``; None for anything else."""
+    if not isinstance(node, nodes.Getattr | nodes.Getitem) or not isinstance(node.node, nodes.Name):
+        return None
+    if isinstance(node, nodes.Getattr):
+        return f"{node.node.name}.{node.attr}"
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return f"{node.node.name}.{node.arg.value}"
+    return None
+
+
 def email_problems(source: str) -> list[tuple[int, str]]:
     """An e-mail template is ``Subject: …``, a blank line, then the body."""
     lines = source.split("\n", 2)

@@ -17,12 +17,12 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 
 from rules.catalog import LANGUAGES
+from rules.model import CHANNELS
 from rules.sample import sample_context
 from rules.sandbox import LimitedSandbox
 from rules.sms import fit
-from rules.template_checks import email_problems, static_problems
+from rules.template_checks import email_problems, printed_facts, static_problems
 
-CHANNELS = ("sms", "email", "call")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)+$")
 
 
@@ -60,6 +60,30 @@ class TemplateStore:
     def path(self, name: str, language: str) -> Path:
         """The file holding ``name`` in ``language``."""
         return self.root / f"{name}.{language}.j2"
+
+    def names(self) -> set[str]:
+        """The templates there are, by name (``first-service/sms``), in any language."""
+        suffixes = tuple(f".{language}.j2" for language in LANGUAGES)
+        found = set()
+        for file in self.root.rglob("*.j2"):
+            relative = file.relative_to(self.root).as_posix()
+            for suffix in suffixes:
+                if relative.endswith(suffix):
+                    found.add(relative.removesuffix(suffix))
+        return found
+
+    def printed(self, name: str) -> list[tuple[Path, int, str]]:
+        """(file, line, fact) for each catalog fact a language version of ``name`` prints
+        unguarded; files that cannot be read or parsed are check()'s to report."""
+        found = []
+        for language in LANGUAGES:
+            path = self.path(name, language)
+            try:
+                tree = self.env.parse(self._read(path, language), name, str(path))
+            except (TemplateProblem, TemplateSyntaxError):
+                continue
+            found += [(path, line, fact) for fact, line in printed_facts(tree).items()]
+        return found
 
     def check(self, name: str, channel: str) -> list[str]:
         """Every problem with both language versions of ``name``, each naming file and line."""

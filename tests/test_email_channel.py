@@ -206,15 +206,32 @@ plain_auth_warning = pytest.mark.filterwarnings("ignore:Requiring AUTH while not
 def test_it_logs_in_with_the_url_encoded_user_and_password(smtp: Callable[..., int]):
     server = Server()
     port = smtp(server, **PLAIN_AUTH)
-    channel(f"smtp://{USER_URL}:{PASSWORD_URL}@127.0.0.1:{port}").send(message())
+    url = f"smtp://{USER_URL}:{PASSWORD_URL}@127.0.0.1:{port}?starttls=off"
+    channel(url).send(message())
     assert len(server.received) == 1
+
+
+@plain_auth_warning
+def test_with_credentials_it_refuses_a_server_that_offers_no_starttls(smtp: Callable[..., int]):
+    # A server (or someone in between) that leaves STARTTLS out never gets the password.
+    server, tried = Server(), []
+
+    def recording(*args: Any) -> AuthResult:
+        tried.append(args[-1])
+        return authenticator(*args)
+
+    port = smtp(server, authenticator=recording, auth_required=False, auth_require_tls=False)
+    with pytest.raises(ChannelError) as caught:
+        channel(f"smtp://{USER_URL}:{PASSWORD_URL}@127.0.0.1:{port}").send(message())
+    assert (caught.value.permanent, caught.value.code) == (False, "smtp-unsupported")
+    assert server.received == [] and tried == []
 
 
 @plain_auth_warning
 def test_a_refused_login_is_transient_and_names_the_setting(smtp: Callable[..., int]):
     port = smtp(Server(), **PLAIN_AUTH)
     with pytest.raises(ChannelError) as caught:
-        channel(f"smtp://{USER_URL}:wrong@127.0.0.1:{port}").send(message())
+        channel(f"smtp://{USER_URL}:wrong@127.0.0.1:{port}?starttls=off").send(message())
     assert (caught.value.permanent, caught.value.code) == (False, "smtp-535")
     assert "MILEPOST_SMTP_URL" in str(caught.value) and "wrong" not in str(caught.value)
 
@@ -320,7 +337,12 @@ def test_unsendable_messages_fail_permanently_before_connecting(
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("smtp://u:p@mail.example.com:587", ("mail.example.com", 587, "starttls", "u", "p")),
+        # With a user, STARTTLS is required unless ?starttls=off says otherwise.
+        (
+            "smtp://u:p@mail.example.com:587",
+            ("mail.example.com", 587, "starttls-required", "u", "p"),
+        ),
+        ("smtp://u:p@relay:25?starttls=off", ("relay", 25, "plain", "u", "p")),
         (
             "smtp://u:p@mail.example.com:587?starttls=required",
             ("mail.example.com", 587, "starttls-required", "u", "p"),
@@ -328,7 +350,10 @@ def test_unsendable_messages_fail_permanently_before_connecting(
         ("smtps://u:p@mail.example.com:465", ("mail.example.com", 465, "tls", "u", "p")),
         ("smtps://mail.example.com", ("mail.example.com", 465, "tls", None, None)),
         ("smtp://relay:25", ("relay", 25, "starttls", None, None)),
-        (f"smtp://{USER_URL}:{PASSWORD_URL}@h:2525", ("h", 2525, "starttls", USER, PASSWORD)),
+        (
+            f"smtp://{USER_URL}:{PASSWORD_URL}@h:2525",
+            ("h", 2525, "starttls-required", USER, PASSWORD),
+        ),
     ],
 )
 def test_smtp_urls_parse(url: str, expected: tuple[Any, ...]):
@@ -345,6 +370,7 @@ def test_smtp_urls_parse(url: str, expected: tuple[Any, ...]):
         "smtp://h:port",
         "smtp://h?starttls=maybe",
         "smtps://h?starttls=required",
+        "smtps://h?starttls=off",
         "smtp://h?tls=1",
         "smtp://u:%E4%B8%AD@h",
     ],

@@ -29,7 +29,7 @@ from sqlalchemy import update
 
 from channels.fakes.twilio_server import FakeTwilio
 from crm.consent import set_consent
-from worker import actors, scheduler
+from worker import actors, ledger, scheduler
 from worker.deliver import deliver
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
@@ -211,6 +211,22 @@ def test_messages_sent_within_the_period_count_against_the_cap(
     outcomes = [deliver(rt, i, OPEN).status for i in ids]
 
     assert outcomes.count("sent") == go_out
+
+
+def test_a_message_a_dead_worker_left_unknown_counts_against_the_cap(rt: Runtime) -> None:
+    # It may have reached the customer: a duplicate-looking flood is worse than a missed one.
+    customer = add_customer(rt)
+    earlier = add_delivery(rt, customer, "win-back", due_at=OPEN - timedelta(days=1))
+    began = OPEN - timedelta(days=1)
+    with rt.engine.begin() as conn:
+        conn.execute(update(D).where(D.c.id == earlier).values(status="sending", updated_at=began))
+        assert ledger.mark_stale_unknown(conn, OPEN, timedelta(minutes=10)) == 1
+    assert row(rt, earlier)["sent_at"] == began
+    ids = [add_delivery(rt, customer, campaign) for campaign in MARKETING]
+
+    outcomes = [deliver(rt, i, OPEN).status for i in ids]
+
+    assert outcomes.count("sent") == 1
 
 
 def test_a_channel_can_have_a_cap_of_its_own(

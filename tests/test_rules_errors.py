@@ -81,6 +81,7 @@ MISTAKES = [
         "subject: vehicle",
     ),
     (replace("x/sms", "x/nothing"), 8, "missing", "add x/nothing.zh.j2 and x/nothing.en.j2"),
+    (replace("x/sms", "x/smss"), 8, "missing", "did you mean 'x/sms'?"),
     (replace("send: sms", "send: email"), 8, "Subject", "fix the template"),
     (replace("x/sms", "x/sms\n    due: 2d"), 9, "due: is for calls only", "send: call"),
     (replace("    template", "    after: 7 days\n    template"), 8, "not a duration", "7d"),

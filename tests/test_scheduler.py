@@ -17,11 +17,13 @@ from conftest import require_service
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import func, insert, select, update
+from typer.testing import CliRunner
 
 from crm.demo import generate
 from crm.models import CallTask, Delivery, OutboxMessage, table
 from worker import actors, scheduler
 from worker.broker import make_broker
+from worker.cli import app
 from worker.daemons import broker_problem
 from worker.enqueue import enqueue_all
 from worker.inprocess import running
@@ -299,3 +301,31 @@ def test_the_daily_sweep_fires_at_the_dealers_local_time(
     assert fire.astimezone(ZoneInfo(zone)).time() == time(8, 0)
     job = scheduler.build(settings).get_job("daily-sweep")
     assert job is not None and str(job.trigger) == str(trigger)
+
+
+def test_an_unknown_row_an_operator_releases_goes_out_once_at_the_next_tick_busy_broker_or_not(
+    runtime: Runtime, at_tick: None
+) -> None:
+    rows = seed(runtime)
+    scheduler.tick(NOW)  # the row a dead worker left `sending` becomes `unknown`
+    (row,) = rows["stale_sending"]
+    listed = CliRunner().invoke(app, ["deliveries", "--status", "unknown"])
+    assert listed.exit_code == 0 and f"\n│ {row} " in listed.output.replace("┃", "│")
+    assert queued().count(row) == 0  # never resent on its own
+
+    released = CliRunner().invoke(app, ["deliveries", "--release", str(row)])
+    assert released.exit_code == 0 and "Released 1 of 1" in released.output
+    again = CliRunner().invoke(app, ["deliveries", "--release", str(row)])
+    assert again.exit_code == 1 and "Only rows in status `unknown`" in again.output
+
+    # Other rows' jobs still wait on the broker; the released row is queued all the same.
+    assert queued()
+    with time_machine.travel(datetime.now(UTC) + timedelta(seconds=2), tick=True):
+        counts = scheduler.tick()
+        assert counts["requeued"] >= 1 and queued().count(row) == 1
+        with running(actors.broker, threads=2) as drain:
+            drain()
+    with runtime.engine.connect() as conn:
+        status = conn.execute(select(D.c.status).where(D.c.id == row)).scalar_one()
+        sent = conn.execute(select(func.count()).where(OUT.c.delivery_id == row)).scalar_one()
+    assert (status, sent) == ("sent", 1)

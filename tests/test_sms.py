@@ -33,7 +33,7 @@ EXTENSION = "^{}\\[~]|€"
         ("emoji are two UTF-16 units", "😀" * 35, "UCS-2", 1),
         ("36 emoji are 72 units", "😀" * 36, "UCS-2", 2),
         ("a surrogate pair never straddles parts", "中" * 66 + "😀" + "中" * 66, "UCS-2", 3),
-        ("lower-case ç is not GSM-7", "ç", "UCS-2", 1),
+        ("ł is not GSM-7 and has no base letter", "ł", "UCS-2", 1),
     ],
 )
 def test_segment_counts(case: str, text: str, encoding: str, segments: int) -> None:
@@ -49,6 +49,11 @@ def test_segment_counts(case: str, text: str, encoding: str, segments: int) -> N
         ("中文“引号”不变", "中文“引号”不变", "UCS-2"),  # stays UCS-2: keep the real quotes
         ("it’s 😀", "it’s 😀", "UCS-2"),
         ("plain ASCII stays", "plain ASCII stays", "GSM-7"),
+        # Accents GSM-7 lacks lose them; those it has (é, ü, ñ, Ç) stay.
+        ("São João, façade, Crème brûlée", "Sao Joao, facade, Crème brulée", "GSM-7"),
+        ("Ünal Çelik, ñandú", "Ünal Çelik, ñandu", "GSM-7"),
+        ("Grüße, Łódź", "Grüße, Łódź", "UCS-2"),  # Ł has no base letter: nothing changes
+        ("王先生 José", "王先生 José", "UCS-2"),
     ],
 )
 def test_typographic_punctuation_becomes_ascii_only_when_that_makes_gsm7(

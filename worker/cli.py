@@ -232,6 +232,7 @@ def campaigns_test(
 
 
 @app.command()
+@friendly
 def facts() -> None:
     """List every fact a campaign condition or template can use."""
     from rules.catalog import CATALOG
@@ -239,9 +240,8 @@ def facts() -> None:
     table = Table("fact", "type", "meaning", title="Facts catalog")
     for fact in CATALOG.values():
         kind = f"{fact.type}: {', '.join(fact.values)}" if fact.values else fact.type
-        table.add_row(
-            fact.name, "text (templates only)" if fact.type == "text" else kind, fact.meaning
-        )
+        meaning = f"{fact.meaning} (absent when unknown)" if fact.optional else fact.meaning
+        table.add_row(fact.name, "text (templates only)" if fact.type == "text" else kind, meaning)
     out.print(table)
 
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, bindparam, or_, select
+from sqlalchemy import Connection, Integer, and_, bindparam, func, or_, select
 
 from crm.models import Delivery, Vehicle, table
 from rules.campaign import Campaign
@@ -186,6 +186,8 @@ def mark_stale_unknown(conn: Connection, now: datetime, older_than: timedelta) -
         .values(
             status="unknown",
             reason="worker stopped mid-send; check before releasing",
+            # It may have reached the customer when its send began: it counts for the caps.
+            sent_at=func.coalesce(D.c.sent_at, D.c.updated_at),
             updated_at=now,
         )
     )
@@ -193,10 +195,19 @@ def mark_stale_unknown(conn: Connection, now: datetime, older_than: timedelta) -
 
 
 def release_unknown(conn: Connection, ids: Sequence[int], now: datetime) -> int:
-    """An operator's deliberate decision to send `unknown` rows again."""
+    """An operator's deliberate decision to send `unknown` rows again, at the scheduler's next tick.
+
+    Due a second after the release: a row that became due after it was last touched is one the
+    scheduler's tick queues at once (worker.scheduler.take_due), busy broker or not.
+    """
     result = conn.execute(
         D.update()
         .where(D.c.id.in_(list(ids)), D.c.status == "unknown")
-        .values(status="pending", reason="released by an operator", due_at=now, updated_at=now)
+        .values(
+            status="pending",
+            reason="released by an operator",
+            due_at=now + timedelta(seconds=1),
+            updated_at=now,
+        )
     )
     return int(result.rowcount)
