@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -133,8 +134,14 @@ class Delivery(Base):
         UniqueConstraint("campaign", "step", "subject_id", "occurrence", name="uq_delivery"),
         Index("ix_deliveries_status_due", "status", "due_at"),
         Index("ix_deliveries_customer", "customer_id", "created_at"),
-        # Twilio's status callbacks find their row by message SID, many per second.
-        Index("ix_deliveries_provider_id", "provider_id"),
+        # Twilio's status callbacks find their row by message SID, many per second. Only rows
+        # that have one are indexed: the sweep inserts millions that have none yet.
+        Index(
+            "ix_deliveries_provider_id",
+            "provider_id",
+            postgresql_where=text("provider_id IS NOT NULL"),
+            sqlite_where=text("provider_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,11 +1,11 @@
 """Read one flat record per vehicle (the input of rules.facts.derive), a range of ids at a time.
 
 A batch costs three queries whatever its size: its vehicles (with booked appointments),
-aggregates of their service visits, and their owners (membership, and aggregates over all the
-owner's visits, complaints, consents). Nothing is loaded for the whole fleet at once, so memory
-stays flat in the number of vehicles. The statements are SQLAlchemy Core, compiled once per
-dialect; their rows are read as the driver's tuples and become dicts in one step: the per-row
-cost of the Python side, not the queries, was most of the time.
+aggregates of their service visits, and their owners (crm.owners). Nothing is loaded for the
+whole fleet at once, so memory stays flat in the number of vehicles. The statements are
+SQLAlchemy Core, compiled once per dialect; their rows are read as the driver's tuples and
+become dicts in one step: the per-row cost of the Python side, not the queries, was most of
+the time.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Boolean,
     Connection,
     Integer,
-    any_,
     bindparam,
     case,
     func,
@@ -29,7 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from crm.consent import CHANNELS  # consent facts; no row means the dealer's default: allowed
 from crm.models import (
     Appointment,
     Complaint,
@@ -40,6 +37,7 @@ from crm.models import (
     Vehicle,
     table,
 )
+from crm.owners import owners_query
 
 V, C, M, SV = table(Vehicle), table(Customer), table(Membership), table(ServiceVisit)
 A, CP, CS = table(Appointment), table(Complaint), table(Consent)
@@ -107,92 +105,6 @@ def _visit_stats() -> Any:
     )
 
 
-def _owned(column: Any, dialect: str) -> Any:
-    """``column`` is the customer id of a vehicle in lo..hi (the ``owners`` parameter)."""
-    if dialect == "postgresql":
-        # An array: PostgreSQL then knows how many owners to expect and looks them up by index.
-        # Its estimate for a subquery's distinct ids was 200x off, and the cost that followed
-        # switched on JIT compilation: half a second a query. SQLite plans the subquery well.
-        return column == any_(bindparam("owners", type_=ARRAY(Integer)))
-    return column.in_(select(V.c.customer_id).where(V.c.id.between(LO, HI)).distinct())
-
-
-@cache
-def _owners(dialect: str) -> Any:
-    # One row per owner (read once however many of their cars are in the batch).
-    fleet = V.alias("fleet")
-    visited = select(fleet.c.id).where(fleet.c.customer_id == C.c.id).correlate(C)
-    repairs = case((SV.c.kind == "repair", SV.c.amount), else_=0.0)
-    visits: tuple[Any, Any]
-    if dialect == "postgresql":
-        # An index lookup per owner: grouping all the owners' visits at once, PostgreSQL chose
-        # to scan every visit.
-        last_visit = select(func.max(SV.c.day)).where(SV.c.vehicle_id.in_(visited))
-        max_repair = select(func.max(repairs)).where(SV.c.vehicle_id.in_(visited))
-        visits = (last_visit.scalar_subquery(), max_repair.scalar_subquery())
-    else:  # SQLite groups them through its indexes, in a third of the time of the lookups
-        grouped = (
-            select(fleet.c.customer_id, func.max(SV.c.day), func.max(repairs))
-            .join(SV, SV.c.vehicle_id == fleet.c.id)
-            .where(_owned(fleet.c.customer_id, dialect))
-            .group_by(fleet.c.customer_id)
-            .subquery()
-        )
-        visits = (grouped.c[1], grouped.c[2])
-    score = (
-        select(SV.c.satisfaction)
-        .where(SV.c.vehicle_id.in_(visited), SV.c.satisfaction.is_not(None))
-        .order_by(SV.c.day.desc(), SV.c.id.desc())
-        .limit(1)
-    )
-    # Complaints and consents are small tables: grouped once for all the owners.
-    complaints = (
-        select(
-            CP.c.customer_id,
-            func.sum(case((CP.c.closed.is_(None), 1), else_=0)).label("open"),
-            func.max(CP.c.closed).label("last_closed"),
-        )
-        .where(_owned(CP.c.customer_id, dialect))
-        .group_by(CP.c.customer_id)
-        .subquery()
-    )
-    allowed = case((CS.c.allowed, 1), else_=0)  # PostgreSQL has no max() of booleans
-    consents = (
-        select(
-            CS.c.customer_id,
-            *(func.max(case((CS.c.channel == ch, allowed))).label(ch) for ch in CHANNELS),
-        )
-        .where(_owned(CS.c.customer_id, dialect))
-        .group_by(CS.c.customer_id)
-        .subquery()
-    )
-    query = (
-        select(
-            C.c.id,
-            *(C.c[name] for name in ("name", "title", "birthday", "language", "segment")),
-            C.c.timezone,
-            func.coalesce(M.c.tier, "none").label("tier"),
-            func.coalesce(M.c.points_cumulative, 0).label("points_cumulative"),
-            func.coalesce(M.c.points_redeemable, 0).label("points_redeemable"),
-            M.c.joined.label("membership_joined"),
-            M.c.expires.label("membership_expires"),
-            visits[0].label("customer_last_visit_day"),
-            func.coalesce(visits[1], 0.0).label("max_repair_amount"),
-            score.scalar_subquery().label("last_satisfaction"),
-            func.coalesce(complaints.c.open, 0).label("open_complaints"),
-            complaints.c.last_closed.label("last_complaint_closed"),
-            *(consents.c[channel].label(f"consent_{channel}") for channel in CHANNELS),
-        )
-        .outerjoin(M, M.c.customer_id == C.c.id)
-        .outerjoin(complaints, complaints.c.customer_id == C.c.id)
-        .outerjoin(consents, consents.c.customer_id == C.c.id)
-        .where(_owned(C.c.id, dialect))
-    )
-    if dialect != "postgresql":
-        query = query.outerjoin(grouped, grouped.c.customer_id == C.c.id)
-    return query
-
-
 class _Statement:
     """A statement compiled once for a dialect, run on the driver's cursor."""
 
@@ -215,7 +127,7 @@ class _Statements:
     def __init__(self, dialect: Dialect) -> None:
         self.vehicles = _Statement(_vehicles(), dialect)
         self.visit_stats = _Statement(_visit_stats(), dialect)
-        self.owners = _Statement(_owners(dialect.name), dialect)
+        self.owners = _Statement(owners_query(dialect.name), dialect)
 
 
 _compiled_for: dict[tuple[str, str], _Statements] = {}
