@@ -52,3 +52,14 @@ class MaskingFilter(logging.Filter):
             # The formatter reuses exc_text, so the traceback is masked once, here.
             record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
         return True
+
+
+def mask_handlers(logger: logging.Logger | None = None) -> None:
+    """Add a MaskingFilter to every handler of ``logger`` (the root) that has none yet.
+
+    On the handlers, not the logger: a logger's filters see only records logged to it by name,
+    while a handler's see every record that reaches it from any logger below.
+    """
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

@@ -168,6 +168,64 @@ def test_a_new_car_reads_zero_and_has_no_km_since_service() -> None:
     assert "km_since_last_service" not in vehicle
 
 
+def test_many_readings_project_from_the_first_and_last_by_day_through_the_stored_records(
+    db_url: str,
+) -> None:
+    from sqlalchemy import create_engine, insert
+
+    from crm.models import Customer, ServiceVisit, Vehicle, table
+    from crm.records import load_records
+
+    first = TODAY - timedelta(days=302)
+    # Every other pair of readings gives another rate (first two 20, last two 18.75 km/day);
+    # the first and last are 200 days and 10,000 km apart: 50 km/day, not the default 40.
+    readings = [  # stored out of order: the day decides which reading is first and last
+        ("RO3", first + timedelta(days=120), 9500, "repair"),
+        ("RO1", first, 1000, "first"),
+        ("RO4", first + timedelta(days=200), 11000, "periodic"),
+        ("RO2", first + timedelta(days=50), 2000, "periodic"),
+    ]
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            owner = conn.execute(
+                insert(table(Customer))
+                .values(code="C1", name="王小明")
+                .returning(table(Customer).c.id)
+            ).scalar_one()
+            car = conn.execute(
+                insert(table(Vehicle))
+                .values(
+                    vin="LVGBE40K8GP123456",
+                    customer_id=owner,
+                    make="Toyota",
+                    model="Camry",
+                    year=2025,
+                    delivered_at=delivered_days_ago(320),
+                )
+                .returning(table(Vehicle).c.id)
+            ).scalar_one()
+            for order_no, day, km, kind in readings:
+                conn.execute(
+                    insert(table(ServiceVisit)).values(
+                        order_no=order_no, vehicle_id=car, day=day, odometer_km=km, kind=kind
+                    )
+                )
+        with engine.connect() as conn:
+            (stored,) = load_records(conn, car, car)
+    finally:
+        engine.dispose()
+
+    vehicle = derive(stored, AS_OF, tz=SHANGHAI, holidays={}, km_per_day=KM_PER_DAY)["vehicle"]
+
+    assert vehicle["visits"] == 4
+    assert vehicle["km_per_day"] == pytest.approx(50.0)
+    assert vehicle["odometer_km"] == 11000  # the latest reading
+    assert vehicle["days_since_last_service"] == 102
+    assert vehicle["projected_km"] == 11000 + 50 * 102
+    assert vehicle["km_since_last_service"] == 50 * 102
+
+
 @pytest.mark.parametrize(
     ("birthday", "today", "days"),
     [

@@ -229,6 +229,28 @@ def test_a_message_a_dead_worker_left_unknown_counts_against_the_cap(rt: Runtime
     assert outcomes.count("sent") == 1
 
 
+@pytest.mark.parametrize("order", ["the unsendable e-mail first", "the low-priority SMS first"])
+def test_a_message_that_can_never_go_takes_no_frequency_cap_place_in_any_order(
+    rt: Runtime, order: str
+) -> None:
+    # The shape two sweeps on the demo dealer once disagreed on: a customer without e-mail who
+    # has a membership reminder (SMS, then e-mail, both due) and a trade-in SMS below it.
+    customer = add_customer(rt, email=None)
+    reminder = add_delivery(rt, customer, "membership-expiry")
+    unsendable = add_delivery(rt, customer, "membership-expiry", step=1)
+    trade_in = add_delivery(rt, customer, "trade-in")
+    sequence = [unsendable, reminder, trade_in]
+    if order == "the low-priority SMS first":
+        sequence.reverse()
+
+    for delivery_id in sequence:
+        deliver(rt, delivery_id, OPEN)
+
+    assert row(rt, unsendable)["status"] == "suppressed"  # no address: it never goes
+    # So it takes no place, as a message the customer opted out of takes none.
+    assert [row(rt, i)["status"] for i in (reminder, trade_in)] == ["sent", "sent"]
+
+
 def test_a_channel_can_have_a_cap_of_its_own(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch, fake: FakeTwilio
 ) -> None:

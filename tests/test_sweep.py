@@ -17,6 +17,7 @@ from sqlalchemy import Connection, create_engine, event, func, select, text
 from typer.testing import CliRunner
 
 from crm.demo import generate, write_csv
+from crm.migrate import upgrade
 from crm.models import CallTask, Delivery, OutboxMessage, table
 from worker.cli import app
 from worker.runtime import Runtime
@@ -62,7 +63,8 @@ def test_csv_exports_reach_the_outbox_and_the_call_list(
             select(OUT.c.recipient, OUT.c.body, OUT.c.segments).where(OUT.c.channel == "sms")
         ).all()
         calls = conn.execute(select(T.c.phone, T.c.script, T.c.due_by, T.c.status)).all()
-        statuses = dict(conn.execute(select(D.c.status, func.count()).group_by(D.c.status)).all())
+        by_status = select(D.c.status, func.count()).group_by(D.c.status)
+        statuses = {str(status): int(n) for status, n in conn.execute(by_status)}
     assert sms and calls
     assert all(r.recipient.startswith("+86") and r.body and r.segments >= 1 for r in sms)
     assert all(c.script and c.status == "open" for c in calls)
@@ -89,24 +91,51 @@ def test_a_second_sweep_of_the_same_day_creates_nothing(runtime: Runtime, mornin
         assert counts(conn) == first
 
 
-def test_two_sweeps_at_once_create_nothing_extra(tmp_path: Path, db_url: str) -> None:
-    generate(db_url, customers=600, seed=11, today=DAY)
+def sweep_in_processes(db_url: str, processes: int) -> None:
+    """``processes`` `milepost sweep` commands for DAY on ``db_url``, all started at once."""
     env = {
         **os.environ,
         "MILEPOST_DATABASE_URL": db_url,
         "MILEPOST_CAMPAIGNS": str(ROOT / "campaigns"),
         "MILEPOST_SWEEP_BATCH": "50",  # many small transactions, so the two really interleave
-        "MILEPOST_QUIET_HOURS": "00:00-00:00",  # open all day: the wall clock must not matter,
+        "MILEPOST_QUIET_HOURS": "00:00-00:00",  # open all day: the wall clock must not matter
     }
     command = [sys.executable, "-m", "worker.cli", "sweep", "--date", DAY.isoformat()]
     runs = [
         subprocess.Popen(
             command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        for _ in range(2)
+        for _ in range(processes)
     ]
     outputs = [run.communicate(timeout=240)[0].decode() for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert [run.returncode for run in runs] == [0] * processes, outputs
+
+
+def ledger_keys(conn: Connection) -> set[tuple[str, int, int, str]]:
+    query = select(D.c.campaign, D.c.step, D.c.subject_id, D.c.occurrence)
+    return {(r.campaign, r.step, r.subject_id, r.occurrence) for r in conn.execute(query)}
+
+
+def outcomes(url: str) -> tuple[dict[str, int], dict[tuple[str, int, int, str], str]]:
+    """The counts of ledger rows, messages and calls, and each ledger key's status."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        query = select(D.c.campaign, D.c.step, D.c.subject_id, D.c.occurrence, D.c.status)
+        statuses = {(r[0], r[1], r[2], r[3]): r[4] for r in conn.execute(query)}
+        total = counts(conn)
+    engine.dispose()
+    return total, statuses
+
+
+def test_two_sweeps_at_once_create_nothing_extra(tmp_path: Path, db_url: str) -> None:
+    # The same dealer in a second database, swept once: what the two sweeps together must make.
+    alone = f"sqlite:///{tmp_path / 'alone.db'}"
+    upgrade(alone)
+    for url in (db_url, alone):
+        generate(url, customers=600, seed=11, today=DAY)
+    sweep_in_processes(alone, 1)
+
+    sweep_in_processes(db_url, 2)
 
     engine = create_engine(db_url)
     with engine.connect() as conn:
@@ -119,10 +148,59 @@ def test_two_sweeps_at_once_create_nothing_extra(tmp_path: Path, db_url: str) ->
         per_delivery = conn.execute(
             text("SELECT count(*) FROM outbox GROUP BY delivery_id HAVING count(*) > 1")
         ).all()
-        total = counts(conn)
     engine.dispose()
     assert keys == 0 and per_delivery == []
-    assert total["deliveries"] > 0 and total["outbox"] > 0
+    once, twice = outcomes(alone), outcomes(db_url)
+    assert once[0]["deliveries"] > 0 and once[0]["outbox"] > 0 and once[0]["calls"] > 0
+    assert twice[0] == once[0]  # ledger rows, messages and call tasks: as many as one sweep
+    assert twice[1] == once[1]  # the same rows, each with the same outcome
+
+
+def test_a_sweep_of_more_than_1024_vehicles_writes_what_the_evaluator_matches_for_each(
+    runtime: Runtime, morning: None
+) -> None:
+    from crm.records import load_records
+    from rules.engine import Evaluator
+    from rules.facts import derive
+    from worker import run, sweep_runs
+
+    # durable_rules fails past 1024 live sessions: one range of more vehicles than that.
+    generate(runtime.settings.database_url, vehicles=1500, seed=17, today=DAY)
+    as_of = run.as_of_for(DAY)
+
+    run_id = run.sweep_inprocess(as_of, deliver=False)
+
+    state = sweep_runs.get(runtime.engine, run_id)
+    assert state is not None and state.ranges == 1 and state.finished_at is not None
+    expected = set()
+    local_day = as_of.astimezone(runtime.settings.tz).date()
+    with runtime.engine.connect() as conn:
+        records = load_records(conn, 1, 10_000)
+        made = ledger_keys(conn)
+        first = counts(conn)
+    assert len(records) == 1500
+    with Evaluator(list(runtime.campaigns.values())) as reference:
+        for record in records:
+            facts = derive(
+                record,
+                as_of,
+                tz=runtime.settings.tz,
+                holidays=runtime.holidays,
+                km_per_day=runtime.settings.km_per_day,
+            )
+            for campaign in reference.matches(facts, customer_campaigns=record["is_primary"]):
+                subject = record["vehicle_id" if campaign.subject == "vehicle" else "customer_id"]
+                occurrence = campaign.occurrence(local_day)
+                expected |= {(campaign.id, s.index, subject, occurrence) for s in campaign.steps}
+        assert reference.disagreements == 0
+    assert runtime.evaluator.disagreements == 0
+    assert len(expected) > 1500  # most vehicles are due something
+    assert made == expected and first["deliveries"] == len(expected)
+
+    run.sweep_inprocess(as_of, deliver=False)
+
+    with runtime.engine.connect() as conn:
+        assert counts(conn) == first
 
 
 def test_a_ledger_only_sweep_queues_no_deliveries(

@@ -11,10 +11,12 @@ from worker import deliver as delivering
 from worker import ledger_stats, throttle
 from worker import sweep as sweeping
 from worker.broker import make_broker
+from worker.logmask import WorkerLogs
 from worker.runtime import get_runtime
 from worker.settings import get_settings
 
 broker = make_broker(get_settings())
+broker.add_middleware(WorkerLogs())  # the `dramatiq worker.actors` processes log masked
 dramatiq.set_broker(broker)
 
 DAY_MS = 24 * 3600 * 1000

@@ -28,12 +28,13 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Dialect
 
 from crm.models import Consent, Customer, Delivery, table
-from worker.policies import SENT, WAITING, CapScope
+from worker.policies import ADDRESS, SENT, WAITING, CapScope
 from worker.prepared import Prepared
 
 D, C, CS = table(Delivery), table(Customer), table(Consent)
@@ -54,8 +55,9 @@ def _among(column: Any, values: tuple[str, ...]) -> Any:
 
 def _competing(channel: str, counted: tuple[str, ...], marketing: tuple[str, ...]) -> Any:
     """Marketing messages counted with ``channel`` sent within its period, plus those due now
-    that outrank the row read. Ranking the competitors (priority, then id) instead of first
-    come makes the outcome the same whatever order the workers take the rows in."""
+    that outrank the row read. Ranking the competitors (priority, then the ledger key) instead
+    of first come makes the outcome the same whatever order the workers take the rows in, and
+    whatever order a sweep inserted them in."""
     other = D.alias(f"other_{channel}")
     return (
         select(func.count())
@@ -74,9 +76,11 @@ def _competing(channel: str, counted: tuple[str, ...], marketing: tuple[str, ...
                     other.c.due_at <= bindparam("now", type_=D.c.due_at.type),
                     or_(
                         other.c.priority > D.c.priority,
-                        and_(other.c.priority == D.c.priority, other.c.id < D.c.id),
+                        and_(other.c.priority == D.c.priority, _key(other) < _key(D)),
                     ),
-                    # A competitor its customer opted out of will never go: it takes no place.
+                    # A competitor that will never go takes no place: no address for it...
+                    _addressed(other.c.channel, counted),
+                    # ... or its customer opted out of it.
                     ~exists().where(
                         CS.c.customer_id == other.c.customer_id,
                         CS.c.channel == other.c.channel,
@@ -86,6 +90,23 @@ def _competing(channel: str, counted: tuple[str, ...], marketing: tuple[str, ...
             ),
         )
         .scalar_subquery()
+    )
+
+
+def _key(rows: Any) -> Any:
+    """The ledger key as one comparable value: a tie-break no insert order changes."""
+    return tuple_(rows.c.campaign, rows.c.subject_id, rows.c.step, rows.c.occurrence)
+
+
+def _addressed(channel: Any, channels: tuple[str, ...]) -> Any:
+    """The customer (C, the row's own) has an address for ``channel``: import validated every
+    one it stored, so a present one is usable (worker.policies.valid_address)."""
+    return or_(
+        *(
+            and_(channel == literal_column(f"'{name}'"), C.c[ADDRESS[name]] != "")
+            for name in channels
+            if _NAME.fullmatch(name)
+        )
     )
 
 

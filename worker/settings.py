@@ -7,10 +7,11 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class SettingsError(Exception):
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = 15.0
     email_from: str = "Milepost Motors <care@example.com>"
     email_rate_per_s: float = 20.0
+    # The Redis through which every worker process shares the rate limits above. Unset: the
+    # broker's URL when that is Redis; with RabbitMQ and no Redis each process limits itself.
+    redis_url: str | None = Field(default=None, validate_default=True)
     # The scheduler's housekeeping tick: how often it runs; how long a waiting row may sit
     # after its job was queued before the job counts as lost and is queued again (only while
     # the broker holds no `deliver` job); how long a row may stay `sending` before its worker
@@ -115,6 +119,16 @@ class Settings(BaseSettings):
     def _cap(cls, value: str | None) -> str | None:
         if value is not None:
             parse_cap(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:  # unset, or set empty by compose
+            broker = info.data.get("broker_url") or ""
+            return broker if broker.startswith(REDIS_SCHEMES) else None
+        if not value.startswith(REDIS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(REDIS_SCHEMES)}")
         return value
 
     @field_validator("scheduler_tick_s", "requeue_quiet_s", "stale_sending_s")
@@ -150,7 +164,8 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"MILEPOST_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"MILEPOST_{'_'.join(str(p) for p in err['loc']).upper()}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise SettingsError(problems) from None

@@ -1,5 +1,8 @@
 """Provider rate limits per channel, shared by every worker through Redis when there is one.
 
+The Redis is MILEPOST_REDIS_URL, else the broker's when that is Redis. With RabbitMQ and no
+Redis, each process keeps its own window, and says so once.
+
 A sliding one-second window: this second's count plus the share of the last second's count
 that still overlaps the window (as if it had been spread evenly); a slot is free while that
 stays at least one below the limit. Why not Dramatiq's WindowRateLimiter: on Redis it takes four
@@ -11,12 +14,15 @@ process never holds more than its batch of the current second, so the limit stil
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from typing import Any, Protocol
 
 from worker.settings import Settings
+
+log = logging.getLogger("milepost.throttle")
 
 # KEYS: this second's counter, the last second's. ARGV: limit, overlap (0..1), slots wanted.
 _SCRIPT = """
@@ -84,6 +90,25 @@ class RedisWindow:
 
 _lock = threading.Lock()
 _windows: dict[tuple[str, str, int], Window] = {}
+_warned: list[bool] = []  # this process said its limits are its own
+_warned_lock = threading.Lock()
+
+
+def warn_if_per_process(settings: Settings) -> None:
+    """Say once per process when worker processes each keep their own rate limit."""
+    # In-process (no broker) there is one process, so its own limit is the limit.
+    limited = settings.sms_rate_per_s or settings.email_rate_per_s
+    if settings.redis_url or not settings.broker_url or not limited:
+        return
+    with _warned_lock:
+        if _warned:
+            return
+        _warned.append(True)
+    log.warning(
+        "MILEPOST_BROKER_URL is not a Redis URL and MILEPOST_REDIS_URL is not set: provider "
+        "rate limits (MILEPOST_SMS_RATE_PER_S, MILEPOST_EMAIL_RATE_PER_S) hold per worker "
+        "process, so N processes may send N times as fast. Set MILEPOST_REDIS_URL to share them."
+    )
 
 
 def window(settings: Settings, channel: str) -> Window | None:
@@ -91,13 +116,14 @@ def window(settings: Settings, channel: str) -> Window | None:
     rate = {"sms": settings.sms_rate_per_s, "email": settings.email_rate_per_s}.get(channel)
     if not rate:
         return None
-    url, limit = settings.broker_url or "", max(1, int(rate))
+    url, limit = settings.redis_url or "", max(1, int(rate))
     key = (url, channel, limit)
     with _lock:
         if key not in _windows:
-            if url.startswith(("redis://", "rediss://")):
+            if url:
                 _windows[key] = RedisWindow(url, f"milepost-rate-{channel}", limit)
             else:
+                warn_if_per_process(settings)
                 _windows[key] = LocalWindow(limit)
         return _windows[key]
 
