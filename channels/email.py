@@ -130,14 +130,17 @@ class SMTPEmailChannel:
         self.envelope_from = address
         self.sender = formataddr((display or dealer_name or "", address))
         self.secret_key = secret_key
-        self.public_base_url = public_base_url
         self.timeout = timeout
         # Verifies the server's certificate and name; a failed check is an error, never plaintext.
         self.tls_context = tls_context or ssl.create_default_context()
-        if public_base_url and not re.fullmatch(r"https?://[!-~]+", public_base_url):
-            raise ValueError("MILEPOST_PUBLIC_BASE_URL must be an ASCII http(s):// URL")
-        if not public_base_url:
-            log.warning("MILEPOST_PUBLIC_BASE_URL is unset: e-mails carry no unsubscribe link")
+        # Every e-mail carries a working unsubscribe link and List-Unsubscribe header: without
+        # the public address of `milepost api` there is none to give, so nothing is sent.
+        if not public_base_url or not re.fullmatch(r"https?://[!-~]+", public_base_url):
+            raise ValueError(
+                "MILEPOST_PUBLIC_BASE_URL must be the ASCII http(s):// address of `milepost api`"
+                " when MILEPOST_SMTP_URL is set: every e-mail carries its unsubscribe link"
+            )
+        self.public_base_url: str = public_base_url
 
     @classmethod
     def from_settings(cls, settings: Any, engine: Engine) -> SMTPEmailChannel:
@@ -159,7 +162,7 @@ class SMTPEmailChannel:
         if not subject.strip() or not subject.isprintable():
             raise ChannelError("e-mail needs a 1-line subject", permanent=True, code="bad-subject")
         token = make_token(self.secret_key, message.customer_id, "email")
-        url = unsubscribe_url(self.public_base_url, token) if self.public_base_url else None
+        url = unsubscribe_url(self.public_base_url, token)
         mail = EmailMessage(policy=POLICY)
         mail["From"] = self.sender
         mail["To"] = to

@@ -182,12 +182,12 @@ def test_it_links_a_one_click_unsubscribe_for_the_customer(smtp: Callable[..., i
     assert f'<a href="{url}">' in mail.get_body(("html",)).get_content()
 
 
-def test_it_sends_without_unsubscribe_link_when_there_is_no_public_url(smtp: Callable[..., int]):
-    server = Server()
-    channel(f"smtp://127.0.0.1:{smtp(server)}", base=None).send(message())
-    ((_, mail, _),) = server.received
-    assert mail["List-Unsubscribe"] is None
-    assert "unsubscribe" not in mail.as_string().lower()
+@pytest.mark.parametrize("base", [None, "", "ftp://dealer.example", "https://经销商.example"])
+def test_without_a_public_url_for_the_unsubscribe_link_the_channel_refuses_to_start(
+    base: str | None,
+):
+    with pytest.raises(ValueError, match="MILEPOST_PUBLIC_BASE_URL"):
+        channel("smtp://127.0.0.1:2525", base=base)
 
 
 def authenticator(

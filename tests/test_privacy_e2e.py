@@ -73,7 +73,12 @@ def test_the_logs_of_a_whole_run_hold_no_full_phone_number_or_address(
     with FakeTwilio() as fake, time_machine.travel(MORNING, tick=True) as clock:
         for n, phone in enumerate(phones[:60]):
             fake.for_recipient(phone, FAULTS[n % len(FAULTS)])
-        rt = sms_runtime(monkeypatch, fake, MILEPOST_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}")
+        rt = sms_runtime(
+            monkeypatch,
+            fake,
+            MILEPOST_SMTP_URL=f"smtp://127.0.0.1:{smtp_port}",
+            MILEPOST_PUBLIC_BASE_URL="https://care.dealer.example",
+        )
         swept = CliRunner().invoke(app, ["sweep", "--date", DAY.isoformat()])
         clock.shift(timedelta(minutes=10))  # the retries' backoff is over: the tick resends
         with running(actors.broker) as drain:

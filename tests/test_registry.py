@@ -28,7 +28,10 @@ TWILIO: dict[str, Any] = {
     "twilio_auth_token": "token",
     "twilio_from": "+8610690000",
 }
-SMTP: dict[str, Any] = {"smtp_url": "smtp://127.0.0.1:2525"}
+SMTP: dict[str, Any] = {
+    "smtp_url": "smtp://127.0.0.1:2525",
+    "public_base_url": "https://care.dealer.example",
+}
 # Unset, whatever the developer's environment says.
 NOTHING: dict[str, Any] = {"twilio_account_sid": None, "smtp_url": None}
 
