@@ -36,5 +36,14 @@ def markdown() -> str:
     return "".join(parts)
 
 
+def summary() -> str:
+    """The README's table: each file's columns, required ones in bold."""
+    rows = ["| file | columns (**required**) |", "|---|---|"]
+    for entity in ENTITIES:
+        names = (f"**{f.name}**" if f.required else f.name for f in entity.fields)
+        rows.append(f"| `{entity.filename}` | {', '.join(names)} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
     print(markdown(), end="")

@@ -9,6 +9,7 @@ nothing. The columns are documented in docs/import.md.
 from __future__ import annotations
 
 import csv
+import errno
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +75,11 @@ def import_dir(
     directory: Path, url: str | None = None, *, tz: str, region: str = "CN"
 ) -> ImportReport:
     """Import every known ``<entity>.csv`` in ``directory``, in dependency order."""
+    if directory.is_file():
+        expected = "it is a file; expected a folder of CSV files (customers.csv, vehicles.csv, …)"
+        raise NotADirectoryError(errno.ENOTDIR, expected, str(directory))
     if not directory.is_dir():
-        raise FileNotFoundError(2, "not a folder", str(directory))
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(directory))
     ctx, engine = context(tz, region), get_engine(url)
     report = ImportReport()
     names = {entity.filename for entity in ENTITIES}

@@ -109,3 +109,12 @@ def test_the_import_documentation_matches_the_specification() -> None:
     assert doc.read_text(encoding="utf-8") == markdown(), (
         "run: python -m crm.csvdoc > docs/import.md"
     )
+
+
+def test_the_readme_lists_every_file_and_column_the_import_reads() -> None:
+    from crm.csvdoc import summary
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert summary() in readme.read_text(encoding="utf-8"), (
+        "paste python -c 'from crm.csvdoc import summary; print(summary())' into the README"
+    )
