@@ -82,7 +82,10 @@ def take_due(
         or_(became_due, D.c.updated_at <= now - quiet) if lost else became_due,
     )
     query = select(D.c.id).where(*needs_job).order_by(D.c.priority.desc(), D.c.due_at)
-    ids = list(conn.execute(query.limit(limit)).scalars())
+    # PostgreSQL: a second scheduler's tick skips the rows this one holds instead of waiting
+    # for them (SQLite has one writer at a time anyway; SQLAlchemy renders nothing there).
+    query = query.limit(limit).with_for_update(skip_locked=True)
+    ids = list(conn.execute(query).scalars())
     if not ids:
         return []
     # PostgreSQL re-checks the conditions after waiting for a concurrent tick's row locks.
