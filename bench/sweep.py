@@ -5,7 +5,8 @@
 
 Phases, all in this run so the figures compare: reading the rows alone; facts -> matches through
 the Evaluator (Python pre-filter + durable_rules deciding); facts -> plain Python predicates (the
-baseline); then the real sweep, from its start to the last ledger row. In process (the default)
+baseline); then the real sweep, from its start to the last ledger row; then the next day's
+sweep (every vehicle again, only what became due since written). In process (the default)
 that is the in-process broker with one worker thread: one core. With ``--broker redis`` it is
 the `sweep` message on the real Redis broker and ``--workers`` `dramatiq` processes sharing the
 `evaluate` messages (bench/sweep_cluster.py), with their peak RSS and where the machine's CPU
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,18 @@ def main() -> None:
             # machine was running meanwhile (wall time on a shared machine is not).
             cpu["sweep"] = time.process_time() - cpu_t
         rows = ledger_rows()
+        # The next morning's sweep: every vehicle read and matched again, but only what became
+        # due since goes into the ledger. This is the sweep a dealer runs every day.
+        next_day = as_of + timedelta(days=1)
+        if redis:
+            next_s = cluster.sweep(next_day.isoformat(), args.batch)
+        else:
+            from worker import run
+
+            t = time.perf_counter()
+            run.sweep_inprocess(next_day, deliver=False)
+            next_s = time.perf_counter() - t
+        took |= {"next_day_s": next_s, "next_day_rows": ledger_rows() - rows}
         report(args, took, wall_s, rows, worker_rss, cpu)
 
 
@@ -190,6 +203,11 @@ def report(
         f"end to end ({where}) {figures['vehicles_per_s']:>10,} vehicles/s "
         f"({wall_s:.1f} s to the last of {rows:,} ledger rows)"
     )
+    print(
+        f"next day's sweep        {vehicles / took['next_day_s']:>10,.0f} vehicles/s "
+        f"({took['next_day_s']:.1f} s, {took['next_day_rows']:,} new ledger rows)"
+    )
+    figures["next_day_s"] = round(took["next_day_s"], 2)
     if worker_rss:
         print(f"peak RSS per worker      {', '.join(f'{mb} MB' for mb in worker_rss)}")
         cores = os.cpu_count() or 1
