@@ -7,11 +7,13 @@ import os
 import shutil
 import signal
 import sys
+import time
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy import text
 
 from worker.errors import friendly
@@ -29,6 +31,8 @@ PREFETCH_PER_THREAD = 8  # Dramatiq's 2 per thread capped a thread at ~260 short
 # (Dramatiq 2 has no --worker-timeout: dramatiq_worker_timeout is how often idle threads poll.)
 FORK_TIMEOUT_MS = 10_000
 BROKER_TIMEOUT_S = 5
+# The scheduler is unhealthy once its last finished tick is this many tick intervals old.
+STALE_AFTER_TICKS = 3
 
 
 def _logging() -> None:
@@ -155,12 +159,34 @@ def _api_problem(settings: Settings) -> str | None:
     return None
 
 
+def scheduler_problem(settings: Settings) -> str | None:
+    """Why the scheduler looks dead or stuck (no recent tick), or None when it ticks."""
+    heartbeat = settings.scheduler_heartbeat
+    try:
+        age = max(0.0, time.time() - heartbeat.stat().st_mtime)
+    except FileNotFoundError:
+        return (
+            "the scheduler is not running or has finished no tick since it started "
+            f"({heartbeat} is missing)"
+        )
+    limit = STALE_AFTER_TICKS * settings.scheduler_tick_s
+    if age > limit:
+        return (
+            f"the scheduler's last tick finished {age:.0f} s ago, over {STALE_AFTER_TICKS} "
+            f"ticks of MILEPOST_SCHEDULER_TICK_S ({limit:g} s); see its log for why"
+        )
+    return None
+
+
 @friendly
 def health(
     worker: Annotated[bool, typer.Option("--worker", help="Also check the broker")] = False,
     api: Annotated[bool, typer.Option("--api", help="Also check the API's /health")] = False,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler", help="Also check the scheduler's last tick is recent")
+    ] = False,
 ) -> None:
-    """Exit 0 when the database (--worker: and the broker; --api: and the API) answers."""
+    """Exit 0 when the database answers, and with a flag the broker, the API or the scheduler."""
     from crm.db import get_engine
     from worker.settings import get_settings
 
@@ -178,7 +204,11 @@ def health(
     if api and problem is None:
         checked.append("API")
         problem = _api_problem(settings)
+    if scheduler and problem is None:
+        checked.append("scheduler")
+        problem = scheduler_problem(settings)
     if problem:
-        err.print(f"[red]Unhealthy: {problem}.[/red]")
+        # soft_wrap: no line breaks inside a URL or path an operator may copy
+        err.print(f"[red]Unhealthy: {escape(problem)}.[/red]", soft_wrap=True)
         raise typer.Exit(1)
     typer.echo(f"ok: the {', '.join(checked)} answered")

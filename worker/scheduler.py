@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import dramatiq
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from dramatiq import Message
@@ -143,6 +145,12 @@ def tick(now: datetime | None = None, broker: dramatiq.Broker | None = None) -> 
     return counts
 
 
+def beat(heartbeat: Path) -> None:
+    """Record that a tick finished: `milepost health --scheduler` reads the file's age."""
+    heartbeat.parent.mkdir(parents=True, exist_ok=True)
+    heartbeat.touch()
+
+
 def build(settings: Settings) -> BlockingScheduler:
     """The scheduler with its two jobs: the daily sweep and the housekeeping tick."""
     scheduler = BlockingScheduler(timezone=settings.tz)
@@ -163,6 +171,14 @@ def build(settings: Settings) -> BlockingScheduler:
         coalesce=True,
         max_instances=1,
     )
+
+    # Only a tick that finished beats: a tick that hangs or fails (database or broker down)
+    # leaves the heartbeat to age until the health check says so.
+    def ticked(event: JobExecutionEvent) -> None:
+        if event.job_id == "tick":
+            beat(settings.scheduler_heartbeat)
+
+    scheduler.add_listener(ticked, EVENT_JOB_EXECUTED)
     return scheduler
 
 
@@ -171,6 +187,8 @@ def run() -> None:
     rt = get_runtime()
     rt.campaigns  # noqa: B018 — refuse to start on campaign files that do not validate
     scheduler = build(rt.settings)
+    # A restarted container keeps its /tmp: until this run's first tick, no heartbeat.
+    rt.settings.scheduler_heartbeat.unlink(missing_ok=True)
 
     # As PID 1 in a container, a process without a SIGTERM handler ignores the signal and
     # Docker kills it 10 s later. Raising KeyboardInterrupt unwinds the scheduler's loop

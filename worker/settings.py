@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = 30.0
     requeue_quiet_s: float = 300.0
     stale_sending_s: float = 600.0  # after the provider timeouts above: checked
+    # Touched after every tick; `milepost health --scheduler`, run in the scheduler's container,
+    # reads its age. A fixed path, not $TMPDIR: the health check may see another TMPDIR.
+    scheduler_heartbeat: Path = Path("/tmp/milepost-scheduler.heartbeat")
     # The API: webhooks, unsubscribe links, events
     public_base_url: str | None = None  # how Twilio and customers reach the API
     secret_key: str = "dev-secret-change-me"  # signs unsubscribe links
