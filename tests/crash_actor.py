@@ -28,3 +28,14 @@ def nap(runs: str) -> None:
         out.write(f"{os.getpid()}\n")
     if first:
         time.sleep(600)
+
+
+@dramatiq.actor(queue_name=os.environ.get("CRASH_QUEUE", "crash"), max_retries=0)
+def finish(runs: str) -> None:
+    """Record "start <pid>", work for two seconds, then record "done <pid>"."""
+    path = Path(runs)
+    with path.open("a") as out:
+        out.write(f"start {os.getpid()}\n")
+    time.sleep(2)
+    with path.open("a") as out:
+        out.write(f"done {os.getpid()}\n")

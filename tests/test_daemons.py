@@ -213,3 +213,42 @@ def test_a_killed_workers_message_is_processed_again_within_a_minute(
         producer.close()
         for worker in workers:
             worker.cleanup()
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_lets_the_job_in_hand_finish_and_it_never_runs_again(
+    broker_url: str, tmp_path: Path
+) -> None:
+    # A deploy or `docker compose stop` sends SIGTERM: a delivery half-way must complete (and be
+    # acknowledged), not be cut off and left `sending`, nor run a second time.
+    queue = f"finish-{uuid.uuid4().hex[:8]}"
+    runs = tmp_path / "runs"
+    settings = Settings(broker_url=broker_url, metrics_port=0)
+    argv, extra = worker_command(settings, processes=1, threads=1, module="crash_actor")
+    env = milepost_env(broker_url=broker_url, metrics_port=0) | extra
+    env |= {"CRASH_QUEUE": queue, "PYTHONPATH": str(ROOT / "tests")}
+    producer = brokers.make_broker(settings)
+    workers: list[Daemon] = []
+    try:
+        enqueue_all(producer, [job(queue, "finish", str(runs))])
+        first = Daemon(argv, env, tmp_path / "first")
+        workers.append(first)
+        first.wait_for(lambda: runs.exists() and "start" in runs.read_text(), 30, "the job")
+
+        code, _ = first.stop(timeout=30)
+
+        assert code == 0, first.output()
+        assert [line.split()[0] for line in runs.read_text().splitlines()] == ["start", "done"]
+        second = Daemon(argv, env, tmp_path / "second")
+        workers.append(second)
+        second.wait_for(partial(second.says, "ready for action"), 30, "ready")
+        time.sleep(3)  # long enough for a job given back to start again
+        assert runs.read_text().count("start") == 1
+        assert second.stop()[0] == 0, second.output()
+    finally:
+        if broker_url.startswith("amqp"):
+            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+                producer.channel.queue_delete(name)  # type: ignore[attr-defined]
+        producer.close()
+        for worker in workers:
+            worker.cleanup()
