@@ -45,7 +45,9 @@ class FileLoader:
         self.counts = Counts()
         self._ids: dict[tuple[str, str], dict[str, int | None]] = {}
         self._seen: dict[tuple[Any, ...], int] = {}
-        self._odometer = OdometerHistory(conn) if entity.name == "service_visits" else None
+        # Service visits, and the odometer readings events add to the same table.
+        odometer = entity.table.name == "service_visits"
+        self._odometer = OdometerHistory(conn) if odometer else None
 
     def run(self, reader: CsvReader) -> None:
         """Load every row of ``reader``."""
@@ -182,6 +184,6 @@ class FileLoader:
             reading = (row["vehicle_id"], row["order_no"], row["day"], row["odometer_km"])
             if problem := self._odometer.conflict(*reading):
                 return self._reject(line, problem)
-            self._odometer.accept(*reading)
+            self._odometer.accept(*reading, row["kind"])
         self._seen[key] = line
         return row

@@ -76,7 +76,15 @@ class Vehicle(Base):
     inspection_due: Mapped[date | None] = mapped_column(Date)
 
 
+READING = "reading"  # the kind of a service_visits row that is an odometer reading, not a visit
+
+
 class ServiceVisit(Base):
+    """A closed repair order, or (kind ``reading``) an odometer reading taken outside a visit.
+
+    Both are the vehicle's odometer history; only the other kinds are service visits.
+    """
+
     __tablename__ = "service_visits"
     __table_args__ = (UniqueConstraint("order_no"), Index("ix_visits_vehicle", "vehicle_id", "day"))
 
@@ -85,7 +93,7 @@ class ServiceVisit(Base):
     vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
     day: Mapped[date] = mapped_column(Date)
     odometer_km: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(10))  # first, periodic, repair
+    kind: Mapped[str] = mapped_column(String(10))  # first, periodic, repair; reading
     amount: Mapped[float] = mapped_column(Float, default=0.0)
     declined_items: Mapped[int] = mapped_column(Integer, default=0)
     satisfaction: Mapped[int | None] = mapped_column(Integer)

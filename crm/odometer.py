@@ -1,4 +1,8 @@
-"""Odometer readings never go down: a visit's reading against the vehicle's others, by day."""
+"""Odometer readings never go down: a reading against the vehicle's others, by day.
+
+The readings are the service_visits rows: closed repair orders, and odometer readings taken
+outside a visit (kind ``reading``, from the ``odometer.read`` event).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from crm.models import ServiceVisit, table
+from crm.models import READING, ServiceVisit, table
 
 SV = table(ServiceVisit)
 
@@ -21,7 +25,8 @@ class OdometerHistory:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._readings: dict[int, dict[str, tuple[date, int]]] = {}  # vehicle -> order -> reading
+        # vehicle -> order -> (day, km, kind)
+        self._readings: dict[int, dict[str, tuple[date, int, str]]] = {}
 
     def load(self, vehicle_ids: Iterable[int]) -> None:
         """Fetch the stored readings of vehicles not seen before, in one query."""
@@ -30,29 +35,30 @@ class OdometerHistory:
             return
         for vehicle_id in missing:
             self._readings[vehicle_id] = {}
-        query = select(SV.c.vehicle_id, SV.c.order_no, SV.c.day, SV.c.odometer_km).where(
+        query = select(SV.c.vehicle_id, SV.c.order_no, SV.c.day, SV.c.odometer_km, SV.c.kind).where(
             SV.c.vehicle_id.in_(missing)
         )
-        for vehicle_id, order_no, day, km in self._conn.execute(query):
-            self._readings[vehicle_id][order_no] = (day, km)
+        for vehicle_id, order_no, day, km, kind in self._conn.execute(query):
+            self._readings[vehicle_id][order_no] = (day, km, kind)
 
     def conflict(self, vehicle_id: int, order_no: str, day: date, km: int) -> str | None:
         """Why this reading contradicts another one of the vehicle, or None."""
-        for other, (other_day, other_km) in self._readings[vehicle_id].items():
+        for other, (other_day, other_km, kind) in self._readings[vehicle_id].items():
             if other == order_no:
                 continue  # the row being replaced
+            source = "an odometer reading" if kind == READING else f"order {other}"
             if other_day < day and other_km > km:
                 return (
-                    f"odometer {km} km on {day} is lower than {other_km} km"
-                    f" on {other_day} (order {other})"
+                    f"odometer_km {km} on {day} is lower than {other_km} km"
+                    f" on {other_day} ({source})"
                 )
             if other_day > day and other_km < km:
                 return (
-                    f"odometer {km} km on {day} is higher than {other_km} km"
-                    f" on the later {other_day} (order {other})"
+                    f"odometer_km {km} on {day} is higher than {other_km} km"
+                    f" on the later {other_day} ({source})"
                 )
         return None
 
-    def accept(self, vehicle_id: int, order_no: str, day: date, km: int) -> None:
+    def accept(self, vehicle_id: int, order_no: str, day: date, km: int, kind: str) -> None:
         """Record an accepted reading, so later rows are checked against it."""
-        self._readings[vehicle_id][order_no] = (day, km)
+        self._readings[vehicle_id][order_no] = (day, km, kind)

@@ -14,7 +14,16 @@ from sqlalchemy import ARRAY, Integer, any_, bindparam, case, func, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from crm.consent import CHANNELS  # consent facts; no row means the dealer's default: allowed
-from crm.models import Complaint, Consent, Customer, Membership, ServiceVisit, Vehicle, table
+from crm.models import (
+    READING,
+    Complaint,
+    Consent,
+    Customer,
+    Membership,
+    ServiceVisit,
+    Vehicle,
+    table,
+)
 
 V, C, M, SV = table(Vehicle), table(Customer), table(Membership), table(ServiceVisit)
 CP, CS = table(Complaint), table(Consent)
@@ -51,6 +60,10 @@ def _repairs() -> Any:
     return case((SV.c.kind == "repair", SV.c.amount), else_=0.0)
 
 
+def _visit_days() -> Any:
+    return case((SV.c.kind != READING, SV.c.day))  # an odometer reading alone is no visit
+
+
 def _complaints() -> Any:
     return select(
         func.sum(case((CP.c.closed.is_(None), 1), else_=0)).label("open"),
@@ -75,7 +88,7 @@ def _postgresql() -> Any:
     ).filter(SV.c.satisfaction.is_not(None))
     visits = (
         select(
-            func.max(SV.c.day).label("last_visit"),
+            func.max(_visit_days()).label("last_visit"),
             func.max(_repairs()).label("max_repair"),
             satisfaction[1].label("score"),
         )
@@ -103,7 +116,7 @@ def _generic() -> Any:
     visits = (
         select(
             fleet.c.customer_id,
-            func.max(SV.c.day).label("last_visit"),
+            func.max(_visit_days()).label("last_visit"),
             func.max(_repairs()).label("max_repair"),
         )
         .join(SV, SV.c.vehicle_id == fleet.c.id)

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 
 from crm.models import (
+    READING,
     Appointment,
     Complaint,
     Consent,
@@ -79,11 +80,13 @@ def _vehicles() -> Any:
 
 @cache
 def _visit_stats() -> Any:
-    # Odometers never decrease (the importer enforces it), so min/max are first/last readings.
+    # Odometers never decrease (the importer and events enforce it), so min/max are the first
+    # and last readings. Every row is a reading; a stand-alone one (kind "reading") is no visit.
+    visit = SV.c.kind != READING
     latest = SV.alias("latest")
     declined = (
         select(latest.c.declined_items)
-        .where(latest.c.vehicle_id == SV.c.vehicle_id)
+        .where(latest.c.vehicle_id == SV.c.vehicle_id, latest.c.kind != READING)
         .order_by(latest.c.day.desc(), latest.c.id.desc())
         .limit(1)
         .scalar_subquery()
@@ -91,14 +94,16 @@ def _visit_stats() -> Any:
     return (
         select(
             SV.c.vehicle_id,
-            func.count().label("visits"),
-            func.min(SV.c.day).label("first_visit_day"),
-            func.min(SV.c.odometer_km).label("first_visit_km"),
-            func.max(SV.c.day).label("last_visit_day"),
-            func.max(SV.c.odometer_km).label("last_visit_km"),
+            func.count(case((visit, 1))).label("visits"),
+            func.min(SV.c.day).label("first_reading_day"),
+            func.min(SV.c.odometer_km).label("first_reading_km"),
+            func.max(SV.c.day).label("last_reading_day"),
+            func.max(SV.c.odometer_km).label("last_reading_km"),
+            func.max(case((visit, SV.c.day))).label("last_visit_day"),
+            func.max(case((visit, SV.c.odometer_km))).label("last_visit_km"),
             func.max(case((SV.c.kind == "first", SV.c.day))).label("first_service_day"),
             func.max(case((SV.c.kind == "repair", SV.c.day))).label("last_repair_day"),
-            declined.label("last_declined_items"),
+            func.coalesce(declined, 0).label("last_declined_items"),
         )
         .where(SV.c.vehicle_id.between(LO, HI))
         .group_by(SV.c.vehicle_id)
@@ -173,7 +178,7 @@ def _moment(value: Any) -> datetime:
     return moment
 
 
-_NO_VISITS = (0, None, None, None, None, None, None, 0)
+_NO_VISITS = (0, None, None, None, None, None, None, None, None, 0)
 
 
 def load_records(conn: Connection, lo: int, hi: int) -> list[dict[str, Any]]:
@@ -197,9 +202,10 @@ def load_records(conn: Connection, lo: int, hi: int) -> list[dict[str, Any]]:
         cursor.close()
     day = _DAYS
     visits = {
-        vid: (count, day[first], first_km, day[last], last_km, day[first_service], day[repair],
-              declined)
-        for vid, count, first, first_km, last, last_km, first_service, repair, declined in stats
+        vid: (count, day[first], first_km, day[last], last_km, day[visit], visit_km,
+              day[first_service], day[repair], declined)
+        for vid, count, first, first_km, last, last_km, visit, visit_km, first_service, repair,
+            declined in stats
     }  # fmt: skip
     owners = {}
     for (
@@ -218,9 +224,10 @@ def load_records(conn: Connection, lo: int, hi: int) -> list[dict[str, Any]]:
     # names with values. tests/test_records.py checks every key against a naive reading.
     for vid, cid, primary, vin, make, model, year, delivered, w_months, w_km, insured, \
             inspected, booked in rows:  # fmt: skip
-        count, first, first_km, last, last_km, first_service, repair, declined = visits.get(
-            vid, _NO_VISITS
-        )
+        (
+            count, first, first_km, last, last_km, visit, visit_km, first_service, repair,
+            declined,
+        ) = visits.get(vid, _NO_VISITS)  # fmt: skip
         (
             name, title, birthday, language, segment, timezone, tier, cumulative, redeemable,
             joined, expires, last_visit, max_repair, score, complaints, closed, sms, email, call,
@@ -241,10 +248,12 @@ def load_records(conn: Connection, lo: int, hi: int) -> list[dict[str, Any]]:
                 "inspection_due": day[inspected],
                 "next_appointment_at": None if booked is None else _moment(booked),
                 "visits": count,
-                "first_visit_day": first,
-                "first_visit_km": first_km,
-                "last_visit_day": last,
-                "last_visit_km": last_km,
+                "first_reading_day": first,
+                "first_reading_km": first_km,
+                "last_reading_day": last,
+                "last_reading_km": last_km,
+                "last_visit_day": visit,
+                "last_visit_km": visit_km,
                 "first_service_day": first_service,
                 "last_repair_day": repair,
                 "last_declined_items": declined,

@@ -68,7 +68,7 @@ _FACTS = [
     Fact("vehicle.age_days", "int", "days since the car was handed over"),
     Fact("vehicle.hours_since_delivery", "int", "hours since the car was handed over"),
     Fact("vehicle.model_year", "int", "model year"),
-    Fact("vehicle.odometer_km", "int", "latest odometer reading (0 before the first visit)"),
+    Fact("vehicle.odometer_km", "int", "latest odometer reading (0 before the first reading)"),
     Fact("vehicle.km_per_day", "float", "km per day from the readings, or the segment default"),
     Fact("vehicle.projected_km", "int", "odometer projected to today from km_per_day"),
     Fact("vehicle.first_service_done", "bool", "the free first service has been done"),

@@ -177,17 +177,19 @@ def derive(
     delivered = clock.local_ordinal(delivered_at)
     age_days = today - delivered
     since = as_of - delivered_at
-    # Mileage: the rate between the first and last odometer readings when they are far enough
-    # apart and increasing, else the segment's default; projected from the last reading.
+    # Mileage: the rate between the first and last odometer readings (visits' and stand-alone
+    # ones) when they are far enough apart and increasing, else the segment's default;
+    # projected from the last reading. The service facts below count from the last visit.
     rate = default_rate
-    last_day, last_km = r["last_visit_day"], r["last_visit_km"]
+    service_day, service_km = r["last_visit_day"], r["last_visit_km"]
+    first_day, first_km = r["first_reading_day"], r["first_reading_km"]
+    last_day, last_km = r["last_reading_day"], r["last_reading_km"]
     if last_day is None or last_km is None:
         odometer = 0
         projected = round(rate * age_days) if age_days > 0 else 0  # a new car starts at 0 km
     else:
         odometer = last_km
         last = last_day.toordinal()
-        first_day, first_km = r["first_visit_day"], r["first_visit_km"]
         if first_day is not None and first_km is not None and last_km > first_km:
             span = last - first_day.toordinal()
             if span >= MIN_RATE_SPAN_DAYS:
@@ -212,10 +214,10 @@ def derive(
         "vin": vin,
         "vin_tail": vin[-6:],
     }
-    if last_day is not None:
-        vehicle["days_since_last_service"] = today - last_day.toordinal()
-        if last_km is not None:
-            vehicle["km_since_last_service"] = projected - last_km
+    if service_day is not None:
+        vehicle["days_since_last_service"] = today - service_day.toordinal()
+        if service_km is not None:
+            vehicle["km_since_last_service"] = projected - service_km
     if (day := r["first_service_day"]) is not None:
         vehicle["days_since_first_service"] = today - day.toordinal()
     if (day := r["last_repair_day"]) is not None:

@@ -39,8 +39,10 @@ def record(**overrides: Any) -> dict[str, Any]:
         "insurance_expiry": None,
         "inspection_due": None,
         "visits": 0,
-        "first_visit_day": None,
-        "first_visit_km": None,
+        "first_reading_day": None,
+        "first_reading_km": None,
+        "last_reading_day": None,
+        "last_reading_km": None,
         "last_visit_day": None,
         "last_visit_km": None,
         "first_service_day": None,
@@ -67,7 +69,17 @@ def record(**overrides: Any) -> dict[str, Any]:
         "consent_email": True,
         "consent_call": True,
     }
-    return base | overrides
+    # A history given as visits (first_visit_day/km, last_visit_day/km) with no stand-alone
+    # odometer reading: its visits are its readings too.
+    first_day, first_km = (
+        overrides.pop("first_visit_day", None),
+        overrides.pop("first_visit_km", None),
+    )
+    readings = {"first_reading_day": first_day, "first_reading_km": first_km}
+    if first_day is not None or "last_visit_day" in overrides:
+        readings["last_reading_day"] = overrides.get("last_visit_day")
+        readings["last_reading_km"] = overrides.get("last_visit_km")
+    return base | readings | overrides
 
 
 def facts(

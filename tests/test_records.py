@@ -4,14 +4,15 @@ databases: the batched queries are checked against a naive reference over the ra
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, select
+from sqlalchemy import Connection, create_engine, func, insert, select
 
 from crm.demo import generate
 from crm.models import (
+    READING,
     Appointment,
     Complaint,
     Consent,
@@ -39,9 +40,10 @@ def reference(conn: Connection) -> list[dict[str, Any]]:
     fleets: dict[int, list[int]] = defaultdict(list)
     for v in vehicles:
         fleets[v.customer_id].append(v.id)
-    visits: dict[int, list[Any]] = defaultdict(list)
+    readings: dict[int, list[Any]] = defaultdict(list)  # visits and stand-alone readings
     for sv in sorted(rows(ServiceVisit), key=lambda sv: (sv.day, sv.id)):
-        visits[sv.vehicle_id].append(sv)
+        readings[sv.vehicle_id].append(sv)
+    visits = {vid: [sv for sv in rs if sv.kind != READING] for vid, rs in readings.items()}
     booked: dict[int, list[Any]] = defaultdict(list)
     for a in rows(Appointment):
         if a.status == "booked":
@@ -53,9 +55,11 @@ def reference(conn: Connection) -> list[dict[str, Any]]:
 
     out = []
     for v in vehicles:
-        mine, c, m = visits[v.id], customers[v.customer_id], memberships.get(v.customer_id)
+        mine, c, m = visits.get(v.id, []), customers[v.customer_id], memberships.get(v.customer_id)
+        read = readings[v.id]
         owned = sorted(
-            (sv for vid in fleets[c.id] for sv in visits[vid]), key=lambda sv: (sv.day, sv.id)
+            (sv for vid in fleets[c.id] for sv in visits.get(vid, [])),
+            key=lambda sv: (sv.day, sv.id),
         )
         scored = [sv.satisfaction for sv in owned if sv.satisfaction is not None]
         record = {
@@ -73,8 +77,10 @@ def reference(conn: Connection) -> list[dict[str, Any]]:
             "inspection_due": v.inspection_due,
             "next_appointment_at": max(booked[v.id], default=None),
             "visits": len(mine),
-            "first_visit_day": min((sv.day for sv in mine), default=None),
-            "first_visit_km": min((sv.odometer_km for sv in mine), default=None),
+            "first_reading_day": min((sv.day for sv in read), default=None),
+            "first_reading_km": min((sv.odometer_km for sv in read), default=None),
+            "last_reading_day": max((sv.day for sv in read), default=None),
+            "last_reading_km": max((sv.odometer_km for sv in read), default=None),
             "last_visit_day": max((sv.day for sv in mine), default=None),
             "last_visit_km": max((sv.odometer_km for sv in mine), default=None),
             "first_service_day": max((sv.day for sv in mine if sv.kind == "first"), default=None),
@@ -107,10 +113,35 @@ def reference(conn: Connection) -> list[dict[str, Any]]:
     return out
 
 
+def add_readings(conn: Connection) -> None:
+    """Odometer readings outside a visit: after the last visit of some cars, alone on others."""
+    sv, v = table(ServiceVisit), table(Vehicle)
+    last = (
+        select(sv.c.vehicle_id, func.max(sv.c.day), func.max(sv.c.odometer_km))
+        .group_by(sv.c.vehicle_id)
+        .limit(40)
+    )
+    rows = [
+        {"order_no": f"odometer {vid}", "vehicle_id": vid, "day": day + timedelta(days=20),
+         "odometer_km": km + 900, "kind": READING}
+        for vid, day, km in conn.execute(last)
+    ]  # fmt: skip
+    unvisited = select(v.c.id).where(v.c.id.not_in(select(sv.c.vehicle_id))).limit(10)
+    rows += [
+        {"order_no": f"odometer {vid}", "vehicle_id": vid, "day": DAY, "odometer_km": 1500,
+         "kind": READING}
+        for vid in conn.execute(unvisited).scalars()
+    ]  # fmt: skip
+    start = conn.execute(select(func.max(sv.c.id))).scalar_one()  # the demo sets ids itself
+    conn.execute(insert(sv), [{"id": start + n, **row} for n, row in enumerate(rows, 1)])
+
+
 def check_against_reference(url: str) -> None:
     generate(url, customers=400, seed=13, today=DAY)
     engine = create_engine(url)
     try:
+        with engine.begin() as conn:
+            add_readings(conn)
         with engine.connect() as conn:
             expected = reference(conn)
             batched = [r for lo, hi in id_ranges(conn, 97) for r in load_records(conn, lo, hi)]
@@ -126,6 +157,8 @@ def check_against_reference(url: str) -> None:
         r["open_complaints"] for r in expected
     )
     assert any(r["next_appointment_at"] for r in expected)
+    assert any(r["last_reading_day"] != r["last_visit_day"] for r in expected)
+    assert any(r["last_reading_day"] and not r["visits"] for r in expected)
     assert batched == expected
     assert one_by_one == expected
     assert streamed == expected
