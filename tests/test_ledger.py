@@ -91,12 +91,13 @@ def test_planned_dicts_insert_like_a_batch(url: str, campaigns: dict) -> None:
     assert [due for _, due in created] == [MATCHED, MATCHED + timedelta(days=7)]
 
 
-def test_every_campaigns_skip_subjects_reached_within_their_period(
+def test_a_sweep_skips_subjects_whose_match_is_in_the_ledger_or_within_its_period(
     url: str, campaigns: dict
 ) -> None:
     engine = create_engine(url)
     inspection, trade_in = campaigns["annual-inspection"], campaigns["trade-in"]  # 90d, 365d
     win_back = campaigns["win-back"]  # a customer campaign, 365d
+    first, birthday = campaigns["first-service"], campaigns["birthday"]  # once; once a year
     owners = {1: 10, 2: 10, 3: 11, 4: 11, 99: 12}  # vehicle -> customer; 99 is not in 1..4
     with engine.begin() as conn:
         for customer in sorted(set(owners.values())):
@@ -114,16 +115,26 @@ def test_every_campaigns_skip_subjects_reached_within_their_period(
             (0, inspection, 4),  # today's own row
             (100, win_back, 1),  # customer 10
             (10, win_back, 99),  # customer 12: not an owner here
+            (300, first, 2),  # once per vehicle: whenever it was
+            (400, birthday, 3),  # customer 11, last year's
+            (20, birthday, 1),  # customer 10, this year's
         ):
             record = {"vehicle_id": vehicle, "customer_id": owners[vehicle]}
             day = DAY - timedelta(days=ago)
             ledger.insert(conn, ledger.plan(campaign, record, None, day, MATCHED, NOW))
-        matched = [inspection, trade_in, win_back, campaigns["first-service"]]
-        seen = ledger.recently_matched_in_range(conn, matched, 1, 4, DAY)
+        customers = (win_back, [10, 11]), (birthday, [10, 11])
+        matched = [(c, range(1, 5)) for c in (inspection, trade_in, first)] + [*customers]
+        seen = ledger.in_ledger_in_range(conn, matched, 1, 4, DAY)
         one = ledger.recently_matched(conn, inspection, [1, 2, 99], DAY)
         none = ledger.recently_matched(conn, campaigns["first-service"], [1], DAY)
     engine.dispose()
-    assert seen == {"annual-inspection": {2}, "trade-in": {3}, "win-back": {10}}
+    assert seen == {
+        "annual-inspection": {2, 4},  # today's own row too: a second sweep today adds nothing
+        "trade-in": {3},
+        "win-back": {10},
+        "first-service": {2},
+        "birthday": {10},
+    }
     assert one == {2, 99} and none == set()
 
 

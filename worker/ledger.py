@@ -12,7 +12,17 @@ from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    select,
+    union_all,
+)
 
 from crm.models import Delivery, Vehicle, table
 from rules.campaign import Campaign
@@ -97,32 +107,47 @@ def recently_matched(
     return found
 
 
-def recently_matched_in_range(
-    conn: Connection, campaigns: Iterable[Campaign], lo: int, hi: int, local_day: date
+def in_ledger_in_range(
+    conn: Connection,
+    matches: Iterable[tuple[Campaign, Iterable[int]]],
+    lo: int,
+    hi: int,
+    local_day: date,
 ) -> dict[str, set[int]]:
-    """Per `every:` campaign id, the subjects of vehicles lo..hi it reached within its period.
+    """Per campaign id, the subjects among its ``matches`` in vehicles lo..hi that are done.
 
-    The subjects are those vehicles, or their owners for customer campaigns. One query for a
-    sweep batch whatever its matches (listing them cost more than the lookups): rows come back
-    for the longest period, and each campaign keeps those within its own.
+    Done: their row for today's occurrence is there (`once`, a year, a month, a day: a match
+    from an earlier sweep), or for `every:` campaigns a row within the period. The subjects
+    are vehicles lo..hi, or their owners for customer campaigns. Without this the next
+    morning's sweep would send every standing match back to the database for ON CONFLICT to
+    turn down: as much work as inserting them. One query a batch whatever its matches.
     """
-    since = {c.id: _since(c, local_day) for c in campaigns if c.every_days is not None}
-    if not since:
+    matches = list(matches)
+    bounds = {c.id: _occurrences(c, local_day) for c, _ in matches}
+    if not bounds:
         return {}
-    subject = {c.id: c.subject for c in campaigns}
-    params = {
-        "vehicle_campaigns": _padded(sorted(c for c in since if subject[c] == "vehicle")),
-        "customer_campaigns": _padded(sorted(c for c in since if subject[c] != "vehicle")),
-        "since": min(since.values()),
-        "today": local_day.isoformat(),
-        "lo": lo,
-        "hi": hi,
-    }
-    found: dict[str, set[int]] = {campaign_id: set() for campaign_id in since}
-    for campaign_id, subject_id, occurrence in conn.execute(_recent_in_range(), params):
-        if occurrence >= since[campaign_id]:
+    vehicle = sorted(c.id for c, _ in matches if c.subject == "vehicle")
+    params: dict[str, Any] = {"vehicle_campaigns": _padded(vehicle), "lo": lo, "hi": hi}
+    dialect = conn.dialect.name
+    if dialect == "postgresql":  # the customer campaigns' matches, as (campaign, customer) pairs
+        pairs = [(c.id, s) for c, subjects in matches if c.subject != "vehicle" for s in subjects]
+        params["pair_campaigns"] = [campaign for campaign, _ in pairs]
+        params["pair_subjects"] = [subject for _, subject in pairs]
+    else:
+        customer = sorted(c.id for c, _ in matches if c.subject != "vehicle")
+        params["customer_campaigns"] = _padded(customer)
+    found: dict[str, set[int]] = {campaign_id: set() for campaign_id in bounds}
+    for campaign_id, subject_id, occurrence in conn.execute(_in_range(dialect), params):
+        low, high = bounds[campaign_id]
+        if low <= occurrence <= high:
             found[campaign_id].add(subject_id)
     return found
+
+
+def _occurrences(campaign: Campaign, local_day: date) -> tuple[str, str]:
+    """The occurrence keys, lowest and highest, that a match on ``local_day`` would repeat."""
+    today = campaign.occurrence(local_day)
+    return (_since(campaign, local_day), today) if campaign.every_days else (today, today)
 
 
 def _since(campaign: Campaign, local_day: date) -> str:
@@ -130,25 +155,44 @@ def _since(campaign: Campaign, local_day: date) -> str:
 
 
 @cache
-def _recent_in_range() -> Any:
-    # Built once, bound per batch. Vehicle subjects are an index range; owners a subquery.
+def _in_range(dialect: str) -> Any:
+    # Built once, bound per batch; the unique key's index (campaign, step, subject_id,
+    # occurrence) answers every part. Vehicle subjects are an index range. Customers: SQLite
+    # probes each customer campaign for each owner of the range; PostgreSQL, given the owners
+    # as a subquery or an array, scanned every customer campaign's rows in the ledger (a cost
+    # that grew with it) or probed each pair: it gets just the pairs that matched.
     in_range = bindparam("lo", type_=Integer), bindparam("hi", type_=Integer)
-    owners = select(V.c.customer_id).where(V.c.id.between(*in_range)).distinct()
-    return select(D.c.campaign, D.c.subject_id, D.c.occurrence).where(
+    vehicles = select(D.c.campaign, D.c.subject_id, D.c.occurrence).where(
         D.c.step == 0,
-        D.c.occurrence >= bindparam("since"),
-        D.c.occurrence < bindparam("today"),
-        or_(
-            and_(
-                D.c.campaign.in_(bindparam("vehicle_campaigns", expanding=True)),
-                D.c.subject_id.between(*in_range),
-            ),
-            and_(
-                D.c.campaign.in_(bindparam("customer_campaigns", expanding=True)),
-                D.c.subject_id.in_(owners),
-            ),
-        ),
+        D.c.campaign.in_(bindparam("vehicle_campaigns", expanding=True)),
+        D.c.subject_id.between(*in_range),
     )
+    if dialect == "postgresql":
+        pairs = (
+            func.unnest(
+                bindparam("pair_campaigns", type_=ARRAY(String)),
+                bindparam("pair_subjects", type_=ARRAY(Integer)),
+            )
+            .table_valued("campaign", "subject_id")
+            .render_derived(name="pairs")
+        )
+        customers = select(D.c.campaign, D.c.subject_id, D.c.occurrence).join_from(
+            pairs,
+            D,
+            and_(
+                D.c.campaign == pairs.c.campaign,
+                D.c.step == 0,
+                D.c.subject_id == pairs.c.subject_id,
+            ),
+        )
+    else:
+        owners = select(V.c.customer_id).where(V.c.id.between(*in_range)).distinct()
+        customers = select(D.c.campaign, D.c.subject_id, D.c.occurrence).where(
+            D.c.step == 0,
+            D.c.campaign.in_(bindparam("customer_campaigns", expanding=True)),
+            D.c.subject_id.in_(owners),
+        )
+    return union_all(vehicles, customers)
 
 
 def _padded(values: list[Any]) -> list[Any]:

@@ -78,8 +78,10 @@ def _evaluate(
             entry[1].append((subject, record, facts))
     kept = _kept_facts(rt)
     with rt.engine.begin() as conn:
-        matched = [campaign for campaign, _ in hits.values()]
-        seen = ledger.recently_matched_in_range(conn, matched, lo, hi, local_day)
+        subjects = (
+            (campaign, [subject for subject, _, _ in found]) for campaign, found in hits.values()
+        )
+        seen = ledger.in_ledger_in_range(conn, subjects, lo, hi, local_day)
         # The batch writes each row's stored facts straight from all of them (kept per campaign).
         batch = LedgerBatch(conn.dialect, local_day, moment, now, kept=kept)
         for campaign, found in hits.values():
