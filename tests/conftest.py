@@ -88,15 +88,23 @@ def fake() -> Iterator[FakeTwilio]:
         yield server
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database of its own, emptied before and after."""
+@contextmanager
+def emptied_redis(url: str) -> Iterator[str]:
+    """The Redis database at ``url``, emptied before and after."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=3)
+    client = redis.Redis.from_url(url, socket_timeout=3)
     try:
         client.flushdb()
     except redis.RedisError as exc:
         require_service("Redis", str(exc))
-    yield REDIS_URL
+    yield url
     client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own, emptied before and after."""
+    with emptied_redis(REDIS_URL) as url:
+        yield url

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -176,79 +176,89 @@ def pids(runs: Path) -> list[str]:
     return runs.read_text().split() if runs.exists() else []
 
 
+class CrashActors:
+    """`dramatiq crash_actor` workers on a queue of their own; jobs queued; all cleaned up."""
+
+    def __init__(self, broker_url: str, tmp_path: Path) -> None:
+        self.queue, self.tmp_path = f"crash-{uuid.uuid4().hex[:8]}", tmp_path
+        self.amqp = broker_url.startswith("amqp")
+        settings = Settings(broker_url=broker_url, metrics_port=0)
+        self.argv, extra = worker_command(settings, processes=1, threads=1, module="crash_actor")
+        self.env = milepost_env(broker_url=broker_url, metrics_port=0) | extra
+        self.env |= {"CRASH_QUEUE": self.queue, "PYTHONPATH": str(ROOT / "tests")}
+        self.producer = brokers.make_broker(settings)
+        self.workers: list[Daemon] = []
+
+    def queue_job(self, actor: str, runs: Path) -> None:
+        enqueue_all(self.producer, [job(self.queue, actor, str(runs))])
+
+    def start(self, name: str) -> Daemon:
+        worker = Daemon(self.argv, self.env, self.tmp_path / name)
+        self.workers.append(worker)
+        return worker
+
+    def cleanup(self) -> None:
+        if self.amqp:
+            for name in (self.queue, f"{self.queue}.DQ", f"{self.queue}.XQ"):
+                self.producer.channel.queue_delete(name)  # type: ignore[attr-defined]
+        self.producer.close()
+        for worker in self.workers:
+            worker.cleanup()
+
+
+@pytest.fixture
+def crash_actors(broker_url: str, tmp_path: Path) -> Iterator[CrashActors]:
+    crew = CrashActors(broker_url, tmp_path)
+    try:
+        yield crew
+    finally:
+        crew.cleanup()
+
+
 @pytest.mark.timeout(120)
 def test_a_killed_workers_message_is_processed_again_within_a_minute(
-    broker_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    crash_actors: CrashActors,
+    broker_url: str,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
-    queue = f"crash-{uuid.uuid4().hex[:8]}"
     runs = tmp_path / "runs"
-    settings = Settings(broker_url=broker_url, metrics_port=0)
-    argv, extra = worker_command(settings, processes=1, threads=1, module="crash_actor")
-    env = milepost_env(broker_url=broker_url, metrics_port=0) | extra
-    env |= {"CRASH_QUEUE": queue, "PYTHONPATH": str(ROOT / "tests")}
-    producer = brokers.make_broker(settings)
-    workers: list[Daemon] = []
-    try:
-        enqueue_all(producer, [job(queue, "nap", str(runs))])
-        workers = [Daemon(argv, env, tmp_path / name) for name in ("one", "two")]
-        for worker in workers:  # both take work; whichever took the job will be killed
-            worker.wait_for(partial(worker.says, "ready for action"), 30, "ready")
-        victim = workers[0].wait_for(lambda: pids(runs), 30, "the job started")[0]
+    crash_actors.queue_job("nap", runs)
+    workers = [crash_actors.start(name) for name in ("one", "two")]
+    for worker in workers:  # both take work; whichever took the job will be killed
+        worker.wait_for(partial(worker.says, "ready for action"), 30, "ready")
+    victim = workers[0].wait_for(lambda: pids(runs), 30, "the job started")[0]
 
-        os.kill(int(victim), signal.SIGKILL)
-        killed = time.monotonic()
-        survivor = next(w for w in workers if not w.says(f"[PID {victim}]"))
-        again = survivor.wait_for(lambda: pids(runs)[1:], 60, "the job again")[0]
-        took = time.monotonic() - killed
+    os.kill(int(victim), signal.SIGKILL)
+    killed = time.monotonic()
+    survivor = next(w for w in workers if not w.says(f"[PID {victim}]"))
+    again = survivor.wait_for(lambda: pids(runs)[1:], 60, "the job again")[0]
+    took = time.monotonic() - killed
 
-        record_property("requeued_after_s", round(took, 1))
-        print(f"{broker_url.split(':')[0]}: the killed worker's job came back in {took:.1f} s")
-        assert again != victim
-        assert took < 60
-        assert survivor.stop()[0] == 0, survivor.output()
-    finally:
-        if broker_url.startswith("amqp"):
-            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-                producer.channel.queue_delete(name)  # type: ignore[attr-defined]
-        producer.close()
-        for worker in workers:
-            worker.cleanup()
+    record_property("requeued_after_s", round(took, 1))
+    print(f"{broker_url.split(':')[0]}: the killed worker's job came back in {took:.1f} s")
+    assert again != victim
+    assert took < 60
+    assert survivor.stop()[0] == 0, survivor.output()
 
 
 @pytest.mark.timeout(90)
 def test_sigterm_lets_the_job_in_hand_finish_and_it_never_runs_again(
-    broker_url: str, tmp_path: Path
+    crash_actors: CrashActors, tmp_path: Path
 ) -> None:
     # A deploy or `docker compose stop` sends SIGTERM: a delivery half-way must complete (and be
     # acknowledged), not be cut off and left `sending`, nor run a second time.
-    queue = f"finish-{uuid.uuid4().hex[:8]}"
     runs = tmp_path / "runs"
-    settings = Settings(broker_url=broker_url, metrics_port=0)
-    argv, extra = worker_command(settings, processes=1, threads=1, module="crash_actor")
-    env = milepost_env(broker_url=broker_url, metrics_port=0) | extra
-    env |= {"CRASH_QUEUE": queue, "PYTHONPATH": str(ROOT / "tests")}
-    producer = brokers.make_broker(settings)
-    workers: list[Daemon] = []
-    try:
-        enqueue_all(producer, [job(queue, "finish", str(runs))])
-        first = Daemon(argv, env, tmp_path / "first")
-        workers.append(first)
-        first.wait_for(lambda: runs.exists() and "start" in runs.read_text(), 30, "the job")
+    crash_actors.queue_job("finish", runs)
+    first = crash_actors.start("first")
+    first.wait_for(lambda: runs.exists() and "start" in runs.read_text(), 30, "the job")
 
-        code, _ = first.stop(timeout=30)
+    code, _ = first.stop(timeout=30)
 
-        assert code == 0, first.output()
-        assert [line.split()[0] for line in runs.read_text().splitlines()] == ["start", "done"]
-        second = Daemon(argv, env, tmp_path / "second")
-        workers.append(second)
-        second.wait_for(partial(second.says, "ready for action"), 30, "ready")
-        time.sleep(3)  # long enough for a job given back to start again
-        assert runs.read_text().count("start") == 1
-        assert second.stop()[0] == 0, second.output()
-    finally:
-        if broker_url.startswith("amqp"):
-            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-                producer.channel.queue_delete(name)  # type: ignore[attr-defined]
-        producer.close()
-        for worker in workers:
-            worker.cleanup()
+    assert code == 0, first.output()
+    assert [line.split()[0] for line in runs.read_text().splitlines()] == ["start", "done"]
+    second = crash_actors.start("second")
+    second.wait_for(partial(second.says, "ready for action"), 30, "ready")
+    time.sleep(3)  # long enough for a job given back to start again
+    assert runs.read_text().count("start") == 1
+    assert second.stop()[0] == 0, second.output()

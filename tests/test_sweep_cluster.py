@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import REDIS_URL, pg_database, require_service
+from conftest import REDIS_URL, emptied_redis, pg_database
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from processes import MILEPOST, ROOT, Daemon, milepost_env
@@ -59,16 +59,8 @@ Ledger = dict[tuple[Any, ...], tuple[Any, ...]]
 @pytest.fixture
 def cluster_redis() -> Iterator[str]:
     """The Redis database of the cluster's broker, emptied before and after."""
-    import redis
-
-    client = redis.Redis.from_url(CLUSTER_REDIS_URL, socket_timeout=3)
-    try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        require_service("Redis", str(exc))
-    yield CLUSTER_REDIS_URL
-    client.flushdb()
-    client.close()
+    with emptied_redis(CLUSTER_REDIS_URL) as url:
+        yield url
 
 
 @pytest.fixture
