@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import errno
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -71,8 +73,20 @@ class ImportReport:
         return next(report for report in self.files if report.entity == entity)
 
 
+Progress = Callable[[str, int], None]  # (file name, bytes of it read so far)
+
+
+def _unwatched(name: str, done: int) -> None:
+    """No progress to show."""
+
+
 def import_dir(
-    directory: Path, url: str | None = None, *, tz: str, region: str = "CN"
+    directory: Path,
+    url: str | None = None,
+    *,
+    tz: str,
+    region: str = "CN",
+    progress: Progress = _unwatched,
 ) -> ImportReport:
     """Import every known ``<entity>.csv`` in ``directory``, in dependency order."""
     if directory.is_file():
@@ -87,7 +101,7 @@ def import_dir(
     for entity in ENTITIES:
         path = directory / entity.filename
         if path.is_file():
-            report.files.append(_import(engine, path, entity, ctx))
+            report.files.append(_import(engine, path, entity, ctx, progress))
         else:
             report.missing.append(entity.filename)
     return report
@@ -113,13 +127,15 @@ def context(tz: str, region: str) -> Context:
     return Context(zone, region.upper())
 
 
-def _import(engine: Engine, path: Path, entity: Entity, ctx: Context) -> FileReport:
+def _import(
+    engine: Engine, path: Path, entity: Entity, ctx: Context, progress: Progress = _unwatched
+) -> FileReport:
     report = FileReport(path.name, entity.name)
     try:
         # newline="" lets csv handle line breaks inside quoted cells; utf-8-sig drops a BOM.
         with engine.begin() as conn, path.open(encoding="utf-8-sig", newline="") as handle:
             loader = FileLoader(conn, entity, ctx, datetime.now(UTC))
-            loader.run(csv.reader(handle))
+            loader.run(csv.reader(_watched(handle, path.name, progress)))
     except Rejected as exc:
         return _refused(report, exc.line, exc.message, exc.rows)
     except UnicodeDecodeError:
@@ -133,6 +149,15 @@ def _import(engine: Engine, path: Path, entity: Entity, ctx: Context) -> FileRep
     report.rejected = len(loader.errors)
     report.errors = [RowError(path.name, line, message) for line, message in loader.errors]
     return report
+
+
+def _watched(handle: TextIO, name: str, progress: Progress) -> Iterator[str]:
+    """The lines of ``handle``, saying every few thousand how many bytes have been read."""
+    for count, line in enumerate(handle, 1):
+        if count % 2000 == 0:
+            progress(name, handle.buffer.tell())
+        yield line
+    progress(name, handle.buffer.tell())
 
 
 def _refused(report: FileReport, line: int, message: str, rows: int = 0) -> FileReport:

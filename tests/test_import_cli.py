@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,29 @@ def test_importing_the_same_files_again_changes_nothing(runtime: Runtime, tmp_pa
     with engine.connect() as conn:
         assert conn.execute(select(table(Customer))).all() == before
     engine.dispose()
+
+
+def test_the_import_reports_its_progress_through_every_file_to_its_end(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    from crm.demo import write_csv
+    from crm.importer import import_dir
+
+    folder = tmp_path / "big"
+    write_csv(folder, customers=1500, today=date(2026, 11, 23))
+    seen: dict[str, list[int]] = {}
+
+    import_dir(
+        folder,
+        runtime.settings.database_url,
+        tz="Asia/Shanghai",
+        progress=lambda name, read: seen.setdefault(name, []).append(read),
+    )
+
+    sizes = {p.name: p.stat().st_size for p in folder.glob("*.csv")}
+    assert set(seen) == set(sizes)
+    assert all(reads == sorted(reads) and reads[-1] == sizes[n] for n, reads in seen.items())
+    assert len(seen["service_visits.csv"]) > 1  # along the way, not only at the end
 
 
 @pytest.mark.parametrize(

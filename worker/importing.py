@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crm.csvspec import ENTITIES
 from crm.importer import ImportReport, import_dir
 from worker.settings import get_settings
 
@@ -16,12 +18,39 @@ SHOWN_ERRORS = 50  # a bad export can have thousands; the first ones say what to
 def import_and_report(directory: Path, out: Console, err: Console) -> bool:
     """Import ``directory``; True when every row of every file went in."""
     settings = get_settings()
-    with err.status(f"Importing {directory}"):
+    sizes = {e.filename: _size(directory / e.filename) for e in ENTITIES}
+    done = dict.fromkeys(sizes, 0)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),  # the bytes of the files read so far, of all of them
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(f"Importing {directory}", total=sum(sizes.values()) or None)
+
+        def advance(name: str, read: int) -> None:
+            done[name] = read
+            bar.update(task, completed=sum(done.values()), description=f"Importing {name}")
+
         report = import_dir(
-            directory, settings.database_url, tz=settings.timezone, region=settings.phone_region
+            directory,
+            settings.database_url,
+            tz=settings.timezone,
+            region=settings.phone_region,
+            progress=advance,
         )
     _print(report, directory, out, err)
     return report.ok and bool(report.files)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # missing, or not readable: the import says which
+        return 0
 
 
 def _print(report: ImportReport, directory: Path, out: Console, err: Console) -> None:
