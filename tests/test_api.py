@@ -293,6 +293,23 @@ def inbound(body: str, sender: str = PHONE) -> dict[str, str]:
     return {"MessageSid": "SMin", "From": sender, "To": "+8610690000", "Body": body}
 
 
+def test_stop_texted_between_match_and_send_keeps_the_matched_message_from_going(
+    client: TestClient, api_runtime: Runtime
+) -> None:
+    from crm.models import OutboxMessage
+    from worker.deliver import deliver
+
+    matched = add_delivery(api_runtime, "pending", None)  # the sweep matched customer 1
+
+    assert twilio_post(client, "/twilio/inbound", inbound("退订")).status_code == 200
+    outcome = deliver(api_runtime, matched, NOW)
+
+    assert outcome.status == "suppressed"
+    assert (delivery(api_runtime, matched)["reason"] or "").startswith("no_consent")
+    with api_runtime.engine.connect() as conn:
+        assert conn.execute(select(table(OutboxMessage))).all() == []  # nothing went anywhere
+
+
 @pytest.mark.parametrize(
     "body",
     [

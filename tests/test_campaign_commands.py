@@ -81,3 +81,35 @@ def test_a_failing_example_names_the_file_and_line(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "first-service.yaml:" in result.output and "expects no match, got match" in result.output
+
+
+# The playbook (../shared/playbook.md), campaign by campaign: what it must send.
+PLAYBOOK = {
+    "delivery-thank-you": {"sms"},  # within 24 h of delivery
+    "sales-manager-call": {"call"},  # within 24 h, the six-point script
+    "first-service": {"sms", "call"},
+    "first-service-follow-up": {"call"},
+    "periodic-service": {"sms", "call"},  # by projected mileage or time
+    "repair-follow-up": {"call"},  # about 3 days after, dropped after 15
+    "birthday": {"sms"},
+    "birthday-diamond-call": {"call"},  # diamond members get a call
+    "holiday-greetings": {"sms"},
+    "insurance-renewal": {"sms"},  # 30 days before
+    "insurance-renewal-call": {"call"},  # 15 days before
+    "annual-inspection": {"sms"},
+    "warranty-ending": {"sms", "call"},
+    "membership-expiry": {"sms", "email"},
+    "upgrade-eligible": {"call"},
+    "win-back": {"sms", "call"},  # lost for 12 months
+    "open-complaint": {"call"},  # the manager calls
+}
+
+
+def test_every_campaign_of_the_playbook_ships_with_its_channels() -> None:
+    from rules.campaign import load_campaigns
+
+    loaded = {c.id: c for c in load_campaigns(ROOT / "campaigns").campaigns}
+    missing = sorted(set(PLAYBOOK) - set(loaded))
+    assert not missing, missing
+    channels = {cid: {step.channel for step in loaded[cid].steps} for cid in PLAYBOOK}
+    assert channels == PLAYBOOK
