@@ -28,22 +28,29 @@ def static_problems(tree: nodes.Template) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def read_facts(tree: nodes.Template) -> dict[str, int]:
+    """Every ``scope.fact`` the template reads (``scope.fact`` or ``scope['fact']``), with the
+    first line it is read on."""
+    found: dict[str, int] = {}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        fact = _fact(node)
+        if fact is not None and fact.partition(".")[0] in SCOPES:
+            found.setdefault(fact, node.lineno)
+    return found
+
+
 def printed_facts(tree: nodes.Template) -> dict[str, int]:
-    """Catalog facts the template reads unguarded, with the first line of each.
+    """The catalog facts the template reads unguarded, with the first line of each.
 
     A fact tested with ``is defined`` anywhere in the template counts as guarded: the template
     itself handles its absence.
     """
-    guarded = set()
-    for test in tree.find_all(nodes.Test):
-        if test.name == "defined" and (fact := _fact(test.node)) is not None:
-            guarded.add(fact)
-    found: dict[str, int] = {}
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        fact = _fact(node)
-        if fact is not None and fact in CATALOG and fact not in guarded:
-            found.setdefault(fact, node.lineno)
-    return found
+    guarded = {
+        fact
+        for test in tree.find_all(nodes.Test)
+        if test.name == "defined" and (fact := _fact(test.node)) is not None
+    }
+    return {f: line for f, line in read_facts(tree).items() if f in CATALOG and f not in guarded}
 
 
 def _fact(node: nodes.Node) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 
 from rules.catalog import LANGUAGES
 from rules.model import CHANNELS
@@ -54,7 +54,8 @@ class TemplateStore:
         self.max_template_bytes = max_template_bytes
         self.max_output_bytes = max_output_bytes
         self.env = LimitedSandbox(undefined=StrictUndefined, autoescape=False)
-        # Worker threads may race to fill this; compiling twice is harmless.
+        # Worker threads may race to fill these; parsing or compiling twice is harmless.
+        self._parsed: dict[tuple[str, str], tuple[str, nodes.Template]] = {}
         self._compiled: dict[tuple[str, str, str], Template] = {}
 
     def path(self, name: str, language: str) -> Path:
@@ -72,16 +73,29 @@ class TemplateStore:
                     found.add(relative.removesuffix(suffix))
         return found
 
+    def parsed(self, name: str, language: str) -> tuple[str, nodes.Template]:
+        """The source of ``name`` in ``language`` and its syntax tree, read and parsed once.
+
+        Raises TemplateProblem (missing, unreadable, too large) or TemplateSyntaxError.
+        """
+        key = (name, language)
+        found = self._parsed.get(key)
+        if found is None:
+            path = self.path(name, language)
+            source = self._read(path, language)
+            found = self._parsed[key] = (source, self.env.parse(source, name, str(path)))
+        return found
+
     def printed(self, name: str) -> list[tuple[Path, int, str]]:
         """(file, line, fact) for each catalog fact a language version of ``name`` prints
         unguarded; files that cannot be read or parsed are check()'s to report."""
         found = []
         for language in LANGUAGES:
-            path = self.path(name, language)
             try:
-                tree = self.env.parse(self._read(path, language), name, str(path))
+                _, tree = self.parsed(name, language)
             except (TemplateProblem, TemplateSyntaxError):
                 continue
+            path = self.path(name, language)
             found += [(path, line, fact) for fact, line in printed_facts(tree).items()]
         return found
 
@@ -162,8 +176,7 @@ class TemplateStore:
             return None, [TemplateProblem(self.root, None, f"no template {name!r} in {language!r}")]
         path = self.path(name, language)
         try:
-            source = self._read(path, language)
-            tree = self.env.parse(source, name, str(path))
+            source, tree = self.parsed(name, language)
             found = static_problems(tree) + (email_problems(source) if channel == "email" else [])
             if found:
                 return None, [TemplateProblem(path, line, message) for line, message in found]

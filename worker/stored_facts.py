@@ -15,11 +15,10 @@ from json.encoder import encode_basestring
 from math import isfinite
 from typing import Any
 
-from jinja2 import nodes
-
 from rules.campaign import Campaign
-from rules.catalog import LANGUAGES, SCOPES
+from rules.catalog import LANGUAGES
 from rules.facts import json_encoder
+from rules.template_checks import read_facts
 from rules.templates import TemplateStore
 
 ALWAYS = frozenset({"customer.language"})  # worker.deliver picks the template language by it
@@ -32,11 +31,10 @@ def kept_facts(campaign: Campaign, templates: TemplateStore) -> Kept | None:
     for step in campaign.steps:
         for language in LANGUAGES:
             try:
-                source = templates.path(step.template, language).read_text(encoding="utf-8")
-                tree = templates.env.parse(source)
+                _, tree = templates.parsed(step.template, language)
             except Exception:  # validation read it fine: whatever changed since, keep everything
                 return None
-            names |= _named(tree)
+            names |= read_facts(tree).keys()
     by_scope: dict[str, list[str]] = {}
     for name in sorted(names):
         scope, _, key = name.partition(".")
@@ -106,17 +104,3 @@ def _value(value: Any) -> str:
     """The JSON of one fact's value, as ``encode`` writes it."""
     scalar = _SCALARS.get(type(value))
     return encode(value) if scalar is None else scalar(value)
-
-
-def _named(tree: nodes.Template) -> set[str]:
-    found = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(node, nodes.Getattr | nodes.Getitem)  # for mypy: find_all's type
-        scope = node.node
-        if not (isinstance(scope, nodes.Name) and scope.name in SCOPES):
-            continue
-        if isinstance(node, nodes.Getattr):
-            found.add(f"{scope.name}.{node.attr}")
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            found.add(f"{scope.name}.{node.arg.value}")
-    return found
