@@ -211,11 +211,9 @@ class SMTPEmailChannel:
 
     def _handshake(self, conn: _SMTP) -> None:
         s = self.server
-        if s.security != "tls":
+        if s.security.startswith("starttls"):  # tls is encrypted already; plain stays clear
             conn.ehlo()
-            if s.security == "plain":
-                pass
-            elif conn.has_extn("starttls"):
+            if conn.has_extn("starttls"):
                 conn.starttls(context=self.tls_context)
                 conn.ehlo()
             elif s.security == "starttls-required":

@@ -46,17 +46,14 @@ class OdometerHistory:
         for other, (other_day, other_km, kind) in self._readings[vehicle_id].items():
             if other == order_no:
                 continue  # the row being replaced
-            source = "an odometer reading" if kind == READING else f"order {other}"
             if other_day < day and other_km > km:
-                return (
-                    f"odometer_km {km} on {day} is lower than {other_km} km"
-                    f" on {other_day} ({source})"
-                )
-            if other_day > day and other_km < km:
-                return (
-                    f"odometer_km {km} on {day} is higher than {other_km} km"
-                    f" on the later {other_day} ({source})"
-                )
+                than = f"lower than {other_km} km on {other_day}"
+            elif other_day > day and other_km < km:
+                than = f"higher than {other_km} km on the later {other_day}"
+            else:
+                continue
+            source = "an odometer reading" if kind == READING else f"order {other}"
+            return f"odometer_km {km} on {day} is {than} ({source})"
         return None
 
     def accept(self, vehicle_id: int, order_no: str, day: date, km: int, kind: str) -> None:

@@ -27,21 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from crm.models import (
-    READING,
-    Appointment,
-    Complaint,
-    Consent,
-    Customer,
-    Membership,
-    ServiceVisit,
-    Vehicle,
-    table,
-)
+from crm.models import READING, Appointment, ServiceVisit, Vehicle, table
 from crm.owners import owners_query
 
-V, C, M, SV = table(Vehicle), table(Customer), table(Membership), table(ServiceVisit)
-A, CP, CS = table(Appointment), table(Complaint), table(Consent)
+V, SV, A = table(Vehicle), table(ServiceVisit), table(Appointment)
 # The statements are built once (below, cached) and bound per batch: building them and their
 # cache keys anew cost as much as a tenth of the reading.
 LO, HI = bindparam("lo", type_=Integer), bindparam("hi", type_=Integer)

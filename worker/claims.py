@@ -101,13 +101,7 @@ def _key(rows: Any) -> Any:
 def _addressed(channel: Any, channels: tuple[str, ...]) -> Any:
     """The customer (C, the row's own) has an address for ``channel``: import validated every
     one it stored, so a present one is usable (worker.policies.valid_address)."""
-    return or_(
-        *(
-            and_(channel == literal_column(f"'{name}'"), C.c[ADDRESS[name]] != "")
-            for name in channels
-            if _NAME.fullmatch(name)
-        )
-    )
+    return or_(*(and_(_among(channel, (name,)), C.c[ADDRESS[name]] != "") for name in channels))
 
 
 def _read_statement(scope: CapScope) -> Prepared:

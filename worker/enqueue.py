@@ -12,7 +12,8 @@ confirmation would for one. The enqueue middleware hooks run as usual. The StubB
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 from uuid import uuid4
 
@@ -24,11 +25,8 @@ PAGE = 1000  # messages per pipeline: bounded memory on either side, few round t
 
 def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any]]) -> None:
     """Queue ``messages`` in order, batched when the broker allows it."""
-    if _is(broker, "redis"):
-        page = _redis_page
-    elif _is(broker, "rabbitmq"):
-        page = _rabbitmq_page
-    else:
+    page = _pager(broker)
+    if page is None:
         for message in messages:
             broker.enqueue(message)
         return
@@ -36,15 +34,20 @@ def enqueue_all(broker: dramatiq.Broker, messages: Sequence[dramatiq.Message[Any
         page(broker, messages[start : start + PAGE])
 
 
-def _is(broker: dramatiq.Broker, kind: str) -> bool:
-    try:
-        if kind == "redis":
-            from dramatiq.brokers.redis import RedisBroker as Kind
-        else:
-            from dramatiq.brokers.rabbitmq import RabbitmqBroker as Kind  # type: ignore[assignment]
-    except ImportError:  # its extra is not installed: not such a broker either
-        return False
-    return isinstance(broker, Kind)
+def _pager(broker: dramatiq.Broker) -> Callable[[Any, Sequence[Any]], None] | None:
+    """How ``broker`` queues a page at once, or None (a broker whose extra is not installed is
+    not that broker either)."""
+    with suppress(ImportError):
+        from dramatiq.brokers.redis import RedisBroker
+
+        if isinstance(broker, RedisBroker):
+            return _redis_page
+    with suppress(ImportError):
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        if isinstance(broker, RabbitmqBroker):
+            return _rabbitmq_page
+    return None
 
 
 def _redis_page(broker: Any, messages: Sequence[dramatiq.Message[Any]]) -> None:

@@ -90,8 +90,8 @@ class RedisWindow:
 
 _lock = threading.Lock()
 _windows: dict[tuple[str, str, int], Window] = {}
-_warned: list[bool] = []  # this process said its limits are its own
-_warned_lock = threading.Lock()
+_warned = False  # this process said its limits are its own
+_warned_lock = threading.Lock()  # not _lock: window() calls this holding it
 
 
 def warn_if_per_process(settings: Settings) -> None:
@@ -100,10 +100,11 @@ def warn_if_per_process(settings: Settings) -> None:
     limited = settings.sms_rate_per_s or settings.email_rate_per_s
     if settings.redis_url or not settings.broker_url or not limited:
         return
+    global _warned
     with _warned_lock:
         if _warned:
             return
-        _warned.append(True)
+        _warned = True
     log.warning(
         "MILEPOST_BROKER_URL is not a Redis URL and MILEPOST_REDIS_URL is not set: provider "
         "rate limits (MILEPOST_SMS_RATE_PER_S, MILEPOST_EMAIL_RATE_PER_S) hold per worker "
