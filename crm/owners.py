@@ -132,20 +132,8 @@ def _generic() -> Any:
         .limit(1)
         .scalar_subquery()
     )
-    complaints = (
-        _complaints()
-        .add_columns(CP.c.customer_id)
-        .where(CP.c.customer_id.in_(owned))
-        .group_by(CP.c.customer_id)
-        .subquery()
-    )
-    consents = (
-        _consents()
-        .add_columns(CS.c.customer_id)
-        .where(CS.c.customer_id.in_(owned))
-        .group_by(CS.c.customer_id)
-        .subquery()
-    )
+    complaints = _per_owner(_complaints(), CP.c.customer_id, owned)
+    consents = _per_owner(_consents(), CS.c.customer_id, owned)
     return (
         select(*_columns(visits, score, complaints, consents))
         .outerjoin(M, M.c.customer_id == C.c.id)
@@ -154,3 +142,8 @@ def _generic() -> Any:
         .outerjoin(visits, visits.c.customer_id == C.c.id)
         .where(C.c.id.in_(owned))
     )
+
+
+def _per_owner(aggregates: Any, owner: Any, owned: Any) -> Any:
+    """``aggregates`` grouped by ``owner`` for the ``owned`` customers, as a subquery."""
+    return aggregates.add_columns(owner).where(owner.in_(owned)).group_by(owner).subquery()
