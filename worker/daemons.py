@@ -167,7 +167,8 @@ def scheduler_problem(settings: Settings) -> str | None:
     except FileNotFoundError:
         return (
             "the scheduler is not running or has finished no tick since it started "
-            f"({heartbeat} is missing)"
+            f"({heartbeat} is missing); start `milepost scheduler`, or give it one"
+            " MILEPOST_SCHEDULER_TICK_S to tick"
         )
     limit = STALE_AFTER_TICKS * settings.scheduler_tick_s
     if age > limit:

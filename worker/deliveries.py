@@ -37,7 +37,10 @@ def deliveries(
             count = ledger.release_unknown(conn, release, datetime.now(UTC))
         out.print(f"Released {count} of {len(release)} deliveries; the next tick sends them.")
         if count < len(release):
-            out.print("Only rows in status `unknown` can be released.")
+            out.print(
+                "Only rows in status `unknown` can be released; "
+                "`milepost deliveries --status unknown` lists them."
+            )
             raise typer.Exit(1)
         return
     with rt.engine.connect() as conn:
